@@ -1,0 +1,48 @@
+# The two commands the README promises:
+#   make demo   the main job on the embedded default
+#   make test   every test, with lint and type checks
+# Each sets itself up on a fresh machine (virtual environment, Debian packages);
+# heavy stacks (vLLM, toolkits, lm-eval) are environments gate builds and caches itself.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= dev
+APT_PACKAGES ?=
+
+.PHONY: setup system-deps test lint typecheck demo bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet -p $(BIN)/python -e '.[$(EXTRAS)]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+# Debian packages the tests start for real (registry, browser, database).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup system-deps lint typecheck
+	$(BIN)/pytest tests
+
+demo: setup
+	$(BIN)/python -m gate.demo
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,81 @@
+"""The ``gate`` command line: thin shells over the library.
+
+Each subcommand lives in ``gate/cli/_<name>.py`` with ``register(subparsers)``;
+the handler it sets returns the exit status. Errors are caught once, here.
+Exit statuses: 0 passed, 1 a gate failed, 2 the input could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from gate import __version__
+from gate.errors import Error
+
+__all__ = ["main"]
+
+# Order is the order shown in --help. A module that does not exist is skipped.
+_COMMANDS = (
+    "base",
+    "env",
+    "check",
+    "train",
+    "reproduce",
+    "preflight",
+    "smoke",
+    "eval",
+    "release",
+    "verify",
+    "pull",
+    "serve",
+    "pilot",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="gate", description="Release and serving-handoff gatekeeper for fine-tuned LLM adapters."
+    )
+    parser.add_argument("--version", action="version", version=f"gate {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=bool(os.environ.get("GATE_VERBOSE")),
+        help="show tracebacks for errors (env: GATE_VERBOSE)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMANDS:
+        module_name = f"gate.cli._{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gate`` command line and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except Error as e:
+        if args.verbose:
+            raise
+        print(f"gate: error: {e.diagnostics()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("gate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
