@@ -310,7 +310,10 @@ def ensure(spec: EnvSpec, *, quiet: bool = False) -> Env:
         if path.exists():
             shutil.rmtree(path)
         if not quiet:
-            print(f"gate: building environment '{spec.name}' in {path} (once; cached afterwards)", file=sys.stderr)
+            print(
+                f"gate: building environment '{spec.name}' in {path} (once; cached afterwards)",
+                file=sys.stderr,
+            )
         try:
             return _build(spec, path)
         except BaseException:
@@ -343,10 +346,13 @@ def _build(spec: EnvSpec, path: Path) -> Env:
         if done.returncode != 0:
             raise EnvironmentBuildError(
                 f"building environment '{spec.name}' failed while {what} (exit {done.returncode})",
-                hint=f"last output:\n{done.tail[-2000:]}\nfull log: {path.with_name(path.name + '.failed.log')}",
+                hint=f"last output:\n{done.tail[-2000:]}\nfull log: {path.name}.failed.log beside it",
             )
 
-    step([uv, "venv", "--quiet", "--seed", "-p", str(python), str(path)], "creating the virtual environment")
+    step(
+        [uv, "venv", "--quiet", "--allow-existing", "--seed", "-p", str(python), str(path)],
+        "creating the virtual environment",
+    )
     venv_python = path / "bin" / "python"
     links: list[str] = []
     for d in find_links():
@@ -358,7 +364,10 @@ def _build(spec: EnvSpec, path: Path) -> Env:
         argv += list(inst.requirements)
         step(argv, "installing " + " ".join(inst.requirements))
     if spec.remove:
-        step([uv, "pip", "uninstall", "-p", str(venv_python), *spec.remove], "removing " + " ".join(spec.remove))
+        step(
+            [uv, "pip", "uninstall", "-p", str(venv_python), *spec.remove],
+            "removing " + " ".join(spec.remove),
+        )
     if spec.remove_globs:
         site = next((path / "lib").glob("python*/site-packages"))
         for pattern in spec.remove_globs:

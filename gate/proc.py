@@ -53,7 +53,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            stdout=stdout,  # type: ignore[arg-type]
+            stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -72,10 +72,8 @@ def kill_group(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
     # Children may outlive the leader (vLLM's engine core does): sweep the group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -108,6 +106,8 @@ def run_streamed(
     """
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=tail_lines)
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "a", encoding="utf-8", errors="replace") if log_path else None  # noqa: SIM115
     proc = spawn(argv, env=env, cwd=cwd)
     timed_out = threading.Event()

@@ -36,8 +36,12 @@ _COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every available subcommand registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand, or only ``only``.
+
+    Registering one command imports only its module: ``gate check`` must not pay
+    for importing the signing or service stacks it never uses.
+    """
     parser = argparse.ArgumentParser(
         prog="gate", description="Release and serving-handoff gatekeeper for fine-tuned LLM adapters."
     )
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show tracebacks for errors (env: GATE_VERBOSE)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMANDS:
+    for name in (only,) if only else _COMMANDS:
         module_name = f"gate.cli._{name}"
         try:
             module = importlib.import_module(module_name)
@@ -63,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gate`` command line and return its exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The first bare word names the command; options before it take no value.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in _COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,0 +1,112 @@
+"""``gate check``: the packaging-contract gate (static; no GPU, no torch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check",
+        help="check an adapter directory against a serving contract (static, under a second)",
+        description="Check a LoRA adapter directory against a serving contract: files, adapter_config.json, "
+        "tensor names/shapes/ranks (headers only), NaN/Inf (one streamed pass), tokenizer and chat template. "
+        "Exit status: 0 passed, 1 an error-severity finding, 2 the input could not be read.",
+    )
+    p.add_argument(
+        "adapter_dir",
+        type=Path,
+        nargs="?",
+        metavar="ADAPTER_DIR",
+        help="the adapter directory (PEFT layout), or a gate run directory holding adapter/",
+    )
+    p.add_argument(
+        "--contract",
+        type=Path,
+        metavar="FILE",
+        help="contract YAML (default: the embedded contracts/smollm2-vllm.yaml)",
+    )
+    p.add_argument(
+        "--base",
+        type=Path,
+        metavar="BASE_DIR",
+        help="the real base model directory: compare shapes, tokenizer and identity against it",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON report to FILE (atomically)")
+    p.add_argument(
+        "--list-rules", action="store_true", help="list every rule (ID, severity, what, fix) and exit"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gate.check import resolve_adapter_dir, run_check
+    from gate.console import atomic_write_json, err, print_json
+    from gate.contract import Contract
+    from gate.errors import InputError
+    from gate.resources import default_contract
+
+    if args.list_rules:
+        return _list_rules(as_json=args.json)
+    if args.adapter_dir is None:
+        raise InputError("gate check needs ADAPTER_DIR", hint="gate check path/to/adapter [--base BASE_DIR]")
+    contract = Contract.from_yaml(args.contract or default_contract())
+    adapter_dir = resolve_adapter_dir(args.adapter_dir)
+    if adapter_dir != args.adapter_dir:
+        err.print(f"gate: {args.adapter_dir} is a run directory; checking {adapter_dir}")
+    report = run_check(adapter_dir, contract, args.base)
+    if args.out:
+        atomic_write_json(args.out, report.to_dict())
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        _print_table(report)
+    return 0 if report.passed else 1
+
+
+def _print_table(report: object) -> None:
+    from rich.table import Table
+
+    from gate.check import CheckReport
+    from gate.console import out
+
+    assert isinstance(report, CheckReport)
+    verdict = "[bold green]PASSED[/]" if report.passed else "[bold red]FAILED[/]"
+    counts = report.to_dict()["summary"]
+    out.print(
+        f"gate check {report.adapter_dir} against {report.contract_name}: {verdict} "
+        f"({counts['errors']} error(s), {counts['warnings']} warning(s), {counts['rules_run']} rules, "
+        f"{report.seconds:.2f} s)"
+    )
+    if not report.findings:
+        return
+    table = Table(show_lines=False, expand=False)
+    table.add_column("severity")
+    table.add_column("rule", no_wrap=True)
+    table.add_column("file")
+    table.add_column("finding / fix")
+    for f in report.findings:
+        color = "red" if f.severity == "error" else "yellow"
+        table.add_row(f"[{color}]{f.severity}[/]", f.rule, f.path, f"{f.message}\n[dim]fix: {f.hint}[/]")
+    out.print(table)
+
+
+def _list_rules(*, as_json: bool) -> int:
+    from rich.table import Table
+
+    from gate.console import out, print_json
+    from gate.rules import all_rules
+
+    rules = all_rules()
+    if as_json:
+        print_json([{"rule": r.id, "severity": r.severity, "title": r.title, "hint": r.hint} for r in rules])
+        return 0
+    table = Table()
+    for column in ("rule", "severity", "what it catches", "fix"):
+        table.add_column(column)
+    for r in rules:
+        table.add_row(r.id, r.severity, r.title, r.hint)
+    out.print(table)
+    return 0

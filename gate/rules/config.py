@@ -1,0 +1,372 @@
+"""Rules about adapter_config.json: required fields, rank limits, features vLLM refuses or mishandles."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from gate.contract import ALLOWED_MAX_LORA_RANKS
+from gate.rules import CheckContext, Hit, rule
+from gate.rules._context import ADAPTER_CONFIG
+from gate.rules._vllm import SILENT_BEFORE, oldest_before
+
+_REQUIRED = ("r", "lora_alpha", "target_modules")
+_UNSUPPORTED_INIT = ("pissa", "olora", "corda", "loftq")
+_EMBEDDINGS = ("embed_tokens", "lm_head")
+
+
+def _cfg(ctx: CheckContext) -> dict[str, Any] | None:
+    return ctx.config.data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rank(ctx: CheckContext) -> int | None:
+    cfg = _cfg(ctx)
+    r = cfg.get("r") if cfg else None
+    return r if isinstance(r, int) and not isinstance(r, bool) and r > 0 else None
+
+
+def _pattern(ctx: CheckContext, key: str) -> dict[str, int]:
+    cfg = _cfg(ctx)
+    value = cfg.get(key) if cfg else None
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if _is_int(v) or isinstance(v, float)}
+
+
+def needed_max_lora_rank(rank: int) -> int | None:
+    """The smallest ``--max-lora-rank`` vLLM accepts that can serve ``rank`` (None: none can)."""
+    return next((m for m in ALLOWED_MAX_LORA_RANKS if m >= rank), None)
+
+
+def _server_for(rank: int) -> str:
+    need = needed_max_lora_rank(rank)
+    if need is None:
+        return f"no vLLM server can serve it (the largest max_lora_rank is {ALLOWED_MAX_LORA_RANKS[-1]})"
+    return f"serving it needs a server started with --max-lora-rank {need}"
+
+
+@rule(
+    "config.missing-fields",
+    "error",
+    title="adapter_config.json lacks r, lora_alpha or target_modules",
+    hint="save the adapter with PEFT's save_pretrained; vLLM needs r, lora_alpha and target_modules",
+)
+def _missing(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    if cfg is None:
+        return
+    missing = [k for k in _REQUIRED if k not in cfg]
+    if missing:
+        yield Hit(f"missing required field(s) {', '.join(missing)}: vLLM refuses the adapter", ADAPTER_CONFIG)
+
+
+@rule(
+    "config.invalid-value",
+    "error",
+    title="a field of adapter_config.json has a value of the wrong type or range",
+    hint="fix the field (r: positive integer, lora_alpha: number, target_modules: list of names or a regex)",
+)
+def _invalid(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    if cfg is None:
+        return
+    r = cfg.get("r")
+    if "r" in cfg and not (isinstance(r, int) and not isinstance(r, bool) and r > 0):
+        yield Hit(f"r must be a positive integer (got {r!r}): vLLM refuses it", ADAPTER_CONFIG)
+    alpha = cfg.get("lora_alpha")
+    if "lora_alpha" in cfg and (isinstance(alpha, bool) or not isinstance(alpha, int | float) or alpha <= 0):
+        yield Hit(f"lora_alpha must be a positive number (got {alpha!r})", ADAPTER_CONFIG)
+    targets = cfg.get("target_modules")
+    ok_list = isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)
+    if "target_modules" in cfg and not (ok_list or (isinstance(targets, str) and targets)):
+        yield Hit(
+            f"target_modules must be a non-empty list of names or a regex (got {targets!r})", ADAPTER_CONFIG
+        )
+    if isinstance(targets, str) and targets != "all-linear":
+        try:
+            re.compile(targets)
+        except re.error as e:
+            yield Hit(f"target_modules {targets!r} is not a valid regex ({e})", ADAPTER_CONFIG)
+    for key in ("rank_pattern", "alpha_pattern"):
+        value = cfg.get(key)
+        if value is not None and not (
+            isinstance(value, dict) and all(isinstance(v, int | float) and v > 0 for v in value.values())
+        ):
+            yield Hit(f"{key} must map module patterns to positive numbers (got {value!r})", ADAPTER_CONFIG)
+
+
+@rule(
+    "config.peft-type",
+    "error",
+    title="the adapter is not a LoRA adapter (peft_type)",
+    hint="vLLM serves LoRA adapters only; train with peft_type LORA",
+)
+def _peft_type(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    kind = cfg.get("peft_type") if cfg else None
+    if kind is not None and kind != "LORA":
+        yield Hit(
+            f"peft_type is {kind!r}; vLLM would try to read it as LoRA and fail or misbehave", ADAPTER_CONFIG
+        )
+
+
+@rule(
+    "adapter.rank-above-max",
+    "error",
+    title="the LoRA rank r exceeds the server's max_lora_rank (or the contract's rank_max)",
+    hint="retrain with r <= the contract's limit, or serve with a contract whose max_lora_rank covers r",
+)
+def _rank_above(ctx: CheckContext) -> Iterator[Hit]:
+    r = _rank(ctx)
+    contract = ctx.contract
+    limit = contract.effective_rank_max
+    if r is None or r <= limit:
+        return
+    server = contract.serving.max_lora_rank
+    if r > server:
+        yield Hit(
+            f"r={r} is greater than max_lora_rank {server}: vLLM refuses 'LoRA rank {r} is greater than "
+            f"max_lora_rank {server}'; {_server_for(r)}",
+            ADAPTER_CONFIG,
+        )
+    else:
+        yield Hit(f"r={r} exceeds the contract's adapter.rank_max {limit}", ADAPTER_CONFIG)
+
+
+@rule(
+    "adapter.rank-below-min",
+    "error",
+    title="the LoRA rank r is below the contract's rank_min",
+    hint="retrain with r >= adapter.rank_min",
+)
+def _rank_below(ctx: CheckContext) -> Iterator[Hit]:
+    r = _rank(ctx)
+    if r is not None and r < ctx.contract.adapter.rank_min:
+        yield Hit(
+            f"r={r} is below the contract's adapter.rank_min {ctx.contract.adapter.rank_min}", ADAPTER_CONFIG
+        )
+
+
+@rule(
+    "adapter.rank-pattern-above-max",
+    "error",
+    title="rank_pattern gives some module a rank above max_lora_rank",
+    hint="retrain without per-module ranks above the limit (or drop rank_pattern)",
+)
+def _rank_pattern_above(ctx: CheckContext) -> Iterator[Hit]:
+    limit = ctx.contract.effective_rank_max
+    over = {k: v for k, v in _pattern(ctx, "rank_pattern").items() if v > limit}
+    if not over:
+        return
+    old = oldest_before(ctx.contract, "rank_pattern")
+    top = int(max(over.values()))
+    if old is not None:
+        how = (
+            f"vLLM {old} ignores rank_pattern and would serve those modules with wrong shapes and scaling "
+            f"without an error; vLLM >= {SILENT_BEFORE['rank_pattern']} refuses the adapter"
+        )
+    else:
+        how = f"vLLM refuses 'LoRA rank {top} is greater than max_lora_rank'"
+    yield Hit(
+        f"rank_pattern {over} exceeds the rank limit {limit}: {how}; {_server_for(top)}", ADAPTER_CONFIG
+    )
+
+
+@rule(
+    "adapter.rank-pattern-ignored",
+    "error",
+    title="rank_pattern/alpha_pattern that a vLLM version the contract admits ignores",
+    hint="retrain with one r and lora_alpha for all modules, or narrow serving.vllm_version",
+)
+def _pattern_ignored(ctx: CheckContext) -> Iterator[Hit]:
+    old = oldest_before(ctx.contract, "rank_pattern")
+    cfg = _cfg(ctx)
+    if old is None or cfg is None:
+        return
+    limit = ctx.contract.effective_rank_max
+    differing = {
+        key: {k: v for k, v in _pattern(ctx, key).items() if v != cfg.get(base) and v <= limit}
+        for key, base in (("rank_pattern", "r"), ("alpha_pattern", "lora_alpha"))
+    }
+    for key, values in differing.items():
+        if values:
+            yield Hit(
+                f"{key} {values}: vLLM {old} ignores it and would serve those modules with the global "
+                f"r/lora_alpha scaling: silently wrong outputs",
+                ADAPTER_CONFIG,
+            )
+
+
+@rule(
+    "adapter.modules-to-save",
+    "error",
+    title="modules_to_save (full copies of layers such as lm_head / embed_tokens)",
+    hint="train without modules_to_save (no resize_vocab / new special tokens), or merge the model instead",
+)
+def _modules_to_save(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    value = cfg.get("modules_to_save") if cfg else None
+    if value:
+        yield Hit(
+            f"modules_to_save={value!r}: vLLM refuses it ('vLLM only supports modules_to_save being None' "
+            f"for causal LMs)",
+            ADAPTER_CONFIG,
+        )
+
+
+@rule("adapter.dora", "error", title="DoRA (use_dora)", hint="retrain as plain LoRA (use_dora: false)")
+def _dora(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    if cfg and cfg.get("use_dora"):
+        yield Hit("use_dora is true: vLLM refuses it ('vLLM does not yet support DoRA')", ADAPTER_CONFIG)
+
+
+@rule("adapter.bias", "error", title="bias other than 'none'", hint="retrain with bias: 'none'")
+def _bias(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    bias = cfg.get("bias") if cfg else None
+    if bias not in (None, "none"):
+        yield Hit(f"bias={bias!r}: vLLM refuses it ('Adapter bias is not supported')", ADAPTER_CONFIG)
+
+
+@rule(
+    "adapter.lora-bias", "error", title="lora_bias (a bias on lora_B)", hint="retrain with lora_bias: false"
+)
+def _lora_bias(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    if not (cfg and cfg.get("lora_bias")):
+        return
+    old = oldest_before(ctx.contract, "lora_bias")
+    how = f"vLLM {old} does not check it and drops the bias" if old else "vLLM refuses it"
+    yield Hit(f"lora_bias is true: {how}", ADAPTER_CONFIG)
+
+
+@rule(
+    "adapter.init-unsupported",
+    "error",
+    title="PiSSA / OLoRA / CorDA / LoftQ initialisation (the adapter assumes a modified base)",
+    hint="retrain with the default init, or convert the adapter to plain LoRA (PEFT's path_initial_model_for_"
+    "weight_conversion / LLaMA-Factory's pissa_converted output)",
+)
+def _init(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    init = cfg.get("init_lora_weights") if cfg else None
+    if not (isinstance(init, str) and init.lower().startswith(_UNSUPPORTED_INIT)):
+        return
+    old = oldest_before(ctx.contract, "init_lora_weights")
+    if old is not None:
+        how = (
+            f"vLLM {old} accepts it and would serve silently wrong weights (the adapter expects a residual "
+            f"base); vLLM >= {SILENT_BEFORE['init_lora_weights']} refuses it"
+        )
+    else:
+        how = f"vLLM refuses it ('vLLM does not support init_lora_weights={init}')"
+    yield Hit(f"init_lora_weights={init!r}: {how}", ADAPTER_CONFIG)
+
+
+@rule(
+    "adapter.unsupported-variant",
+    "error",
+    title="a LoRA variant vLLM does not serve (aLoRA, layer_replication, QALoRA, trainable tokens)",
+    hint="retrain as plain LoRA without the variant",
+)
+def _variant(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    if cfg is None:
+        return
+    for key, name in (
+        ("alora_invocation_tokens", "aLoRA"),
+        ("layer_replication", "layer_replication"),
+        ("use_qalora", "QALoRA"),
+        ("trainable_token_indices", "trainable tokens"),
+    ):
+        if cfg.get(key):
+            yield Hit(f"{key} is set ({name}): vLLM does not support it", ADAPTER_CONFIG)
+
+
+@rule(
+    "adapter.policy-forbidden",
+    "error",
+    title="a feature the contract forbids (adapter.forbidden_features)",
+    hint="retrain without it, or change the contract's adapter.forbidden_features",
+)
+def _policy(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    if cfg is None:
+        return
+    forbidden = set(ctx.contract.adapter.forbidden_features)
+    if "use_rslora" in forbidden and cfg.get("use_rslora"):
+        yield Hit("use_rslora is true; the contract forbids rsLoRA", ADAPTER_CONFIG)
+    if "layers_to_transform" in forbidden and cfg.get("layers_to_transform") is not None:
+        yield Hit("layers_to_transform is set; the contract forbids partial-layer adapters", ADAPTER_CONFIG)
+    targets = cfg.get("target_modules")
+    names = targets if isinstance(targets, list) else [targets]
+    if "embedding_lora" in forbidden and any(str(t).split(".")[-1] in _EMBEDDINGS for t in names):
+        yield Hit(
+            "target_modules includes embed_tokens/lm_head; the contract forbids embedding LoRA",
+            ADAPTER_CONFIG,
+        )
+
+
+def targeted_modules(ctx: CheckContext) -> tuple[dict[str, list[str]], list[str]]:
+    """Map each target_modules entry to the base modules it selects, plus entries that are embeddings."""
+    cfg = _cfg(ctx)
+    targets = cfg.get("target_modules") if cfg else None
+    modules = list(ctx.base_linears)
+    matched: dict[str, list[str]] = {}
+    embeddings: list[str] = []
+    if isinstance(targets, str):
+        if targets == "all-linear":
+            matched[targets] = modules
+        else:
+            try:
+                pattern = re.compile(targets)
+            except re.error:
+                return {}, []
+            matched[targets] = [m for m in modules if pattern.fullmatch(m)]
+    elif isinstance(targets, list):
+        for t in targets:
+            if not isinstance(t, str):
+                continue
+            if t.split(".")[-1] in _EMBEDDINGS:
+                embeddings.append(t)
+                continue
+            matched[t] = [m for m in modules if m == t or m.endswith("." + t)]
+    return matched, embeddings
+
+
+@rule(
+    "adapter.target-not-in-base",
+    "error",
+    title="target_modules names modules the base model does not have",
+    hint="train against this base model (its linear layers are q/k/v/o/gate/up/down_proj)",
+)
+def _not_in_base(ctx: CheckContext) -> Iterator[Hit]:
+    matched, _ = targeted_modules(ctx)
+    missing = [t for t, mods in matched.items() if not mods]
+    if missing:
+        yield Hit(
+            f"target_modules {missing} match no module of the base (it has {sorted(ctx.base_linear_names)}): "
+            f"the adapter was made for another architecture",
+            ADAPTER_CONFIG,
+        )
+
+
+@rule(
+    "adapter.target-not-allowed",
+    "error",
+    title="target_modules includes modules the contract does not allow",
+    hint="retrain targeting only adapter.allowed_target_modules",
+)
+def _not_allowed(ctx: CheckContext) -> Iterator[Hit]:
+    matched, embeddings = targeted_modules(ctx)
+    allowed = set(ctx.contract.adapter.allowed_target_modules)
+    bad = sorted({m.split(".")[-1] for mods in matched.values() for m in mods} - allowed)
+    bad += [e for e in embeddings if e.split(".")[-1] not in allowed]
+    if bad:
+        yield Hit(f"target_modules selects {bad}; the contract allows only {sorted(allowed)}", ADAPTER_CONFIG)

@@ -1,0 +1,352 @@
+"""Rules about adapter_model.safetensors: names, shapes and ranks (header only), NaN/Inf (one pass)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from gate.rules import CheckContext, Hit, rule
+from gate.rules._context import WEIGHTS
+from gate.safetensors_io import TensorInfo
+
+_PREFIX = "base_model.model."
+_LORA = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B)\.weight$")
+_EMBEDDING = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_embedding_A|lora_embedding_B)$")
+_BASE_LAYER = re.compile(r"(^|\.)(embed_tokens|lm_head)\.base_layer\.weight$")
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+_SHOW = 4
+
+
+@dataclass(frozen=True)
+class LoraTensor:
+    """One LoRA tensor: the module it adapts and which factor it is."""
+
+    name: str
+    module: str
+    kind: str  # lora_A, lora_B, lora_embedding_A, lora_embedding_B
+    info: TensorInfo
+
+    @property
+    def short(self) -> str:
+        """The module's last name component (q_proj)."""
+        return self.module.split(".")[-1]
+
+
+@dataclass
+class Classified:
+    """The adapter's tensors, sorted by what vLLM does with them."""
+
+    lora: list[LoraTensor] = field(default_factory=list)
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+    base_layer: list[str] = field(default_factory=list)
+    unknown_module: list[LoraTensor] = field(default_factory=list)
+    out_of_range: list[LoraTensor] = field(default_factory=list)
+    unmatched: list[LoraTensor] = field(default_factory=list)
+    matched: list[LoraTensor] = field(default_factory=list)
+
+
+def _why_unsupported(name: str) -> str:
+    if "lora_magnitude_vector" in name:
+        return "a DoRA magnitude vector"
+    if "trainable_tokens_delta" in name:
+        return "a trainable-tokens delta"
+    if re.search(r"(^|\.)(lm_head|embed_tokens)\.weight$", name):
+        return "a full embedding/lm_head layer (modules_to_save)"
+    if re.search(r"\.lora_[AB]\.bias$", name):
+        return "a LoRA bias"
+    if re.search(r"\.lora_[AB]\.[^.]+\.weight$", name):
+        return "a LoRA weight still carrying its adapter name"
+    return "not a lora_A/lora_B/lora_embedding tensor"
+
+
+def _layer_template(module: str) -> str:
+    return re.sub(r"\.\d+\.", ".#.", module)
+
+
+def classify(ctx: CheckContext) -> Classified | None:
+    """Sort the adapter's tensors (cached on the context); None when there is no readable header."""
+    if "weights" in ctx.memo:
+        result: Classified | None = ctx.memo["weights"]
+        return result
+    header, _ = ctx.header
+    if header is None:
+        ctx.memo["weights"] = None
+        return None
+    out = Classified()
+    base = ctx.base_linears
+    templates = {_layer_template(m) for m in base}
+    layers = ctx.contract.base_model.num_hidden_layers
+    for name, info in header.tensors.items():
+        if _BASE_LAYER.search(name):
+            out.base_layer.append(name)
+            continue
+        m = _LORA.match(name) or _EMBEDDING.match(name)
+        if m is None:
+            out.unsupported.append((name, _why_unsupported(name)))
+            continue
+        t = LoraTensor(name, m["module"].removeprefix(_PREFIX), m["kind"], info)
+        out.lora.append(t)
+        if t.kind.startswith("lora_embedding"):
+            continue
+        if t.short not in ctx.base_linear_names:
+            out.unknown_module.append(t)
+        elif t.module in base:
+            out.matched.append(t)
+        elif _layer_template(t.module) in templates and _layer_index(t.module) >= layers:
+            out.out_of_range.append(t)
+        else:
+            out.unmatched.append(t)
+    ctx.memo["weights"] = out
+    return out
+
+
+def _layer_index(module: str) -> int:
+    found = re.search(r"\.(\d+)\.", module)
+    return int(found.group(1)) if found else -1
+
+
+def _names(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    return shown + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
+
+
+@rule(
+    "weights.corrupt",
+    "error",
+    title="adapter_model.safetensors is corrupt, truncated or forged",
+    hint="re-save the adapter (safe_serialization=True) and copy it again",
+)
+def _corrupt(ctx: CheckContext) -> Iterator[Hit]:
+    _, error = ctx.header
+    if error:
+        yield Hit(error, WEIGHTS)
+
+
+@rule("weights.empty", "error", title="the weights file holds no tensors", hint="re-save the trained adapter")
+def _empty(ctx: CheckContext) -> Iterator[Hit]:
+    header, _ = ctx.header
+    if header is not None and not header.tensors:
+        yield Hit("adapter_model.safetensors holds no tensors: the adapter would change nothing", WEIGHTS)
+
+
+@rule(
+    "weights.unsupported-tensor",
+    "error",
+    title="tensors vLLM rejects (full lm_head/embed weights, DoRA magnitudes, trainable-token deltas, ...)",
+    hint="retrain as plain LoRA without modules_to_save, DoRA or trainable_token_indices",
+)
+def _unsupported(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c and c.unsupported:
+        items = [f"{n} ({why})" for n, why in c.unsupported]
+        yield Hit(
+            f"{len(items)} tensor(s) vLLM refuses with 'is unsupported LoRA weight': {_names(items)}", WEIGHTS
+        )
+
+
+@rule(
+    "weights.base-layer-dropped",
+    "error",
+    title="full embedding/lm_head base_layer weights (vLLM skips them silently; new tokens are lost)",
+    hint="do not resize the vocabulary or train the embeddings for a vLLM LoRA release",
+)
+def _base_layer(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c and c.base_layer:
+        yield Hit(
+            f"{_names(c.base_layer)}: vLLM skips these without a message, so resized or retrained "
+            f"embeddings are silently not served",
+            WEIGHTS,
+        )
+
+
+@rule(
+    "weights.unknown-module",
+    "error",
+    title="LoRA tensors for a module type the base model does not have",
+    hint="the adapter was trained for another architecture; retrain it on this base",
+)
+def _unknown_module(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c and c.unknown_module:
+        kinds = sorted({t.short for t in c.unknown_module})
+        yield Hit(
+            f"tensors for {kinds} ({_names([t.name for t in c.unknown_module])}): vLLM refuses 'expected "
+            f"target modules in {sorted(ctx.base_linear_names)}'",
+            WEIGHTS,
+        )
+
+
+def _silent_base(c: Classified) -> str:
+    if not c.matched:
+        return "; no tensor matches a module, so vLLM would load the adapter and serve base-model output"
+    return "; vLLM skips them without an error"
+
+
+@rule(
+    "weights.no-matching-module",
+    "error",
+    title="LoRA tensors whose names match no module of the base (vLLM skips them: base output)",
+    hint="the tensor names carry a wrong prefix (e.g. another model class); re-save with PEFT for this base",
+)
+def _unmatched(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c and c.unmatched:
+        example = c.unmatched[0]
+        yield Hit(
+            f"{len(c.unmatched)} tensor(s) match no module of the base, e.g. {example.name} "
+            f"(module {example.module!r} does not exist){_silent_base(c)}",
+            WEIGHTS,
+        )
+
+
+@rule(
+    "weights.layer-out-of-range",
+    "error",
+    title="LoRA tensors for layers the base model does not have",
+    hint="the adapter was trained on a deeper model; retrain on this base",
+)
+def _out_of_range(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c and c.out_of_range:
+        layers = sorted({_layer_index(t.module) for t in c.out_of_range})
+        yield Hit(
+            f"tensors for layer(s) {layers[:8]} but the base has {ctx.contract.base_model.num_hidden_layers} "
+            f"layers (0-{ctx.contract.base_model.num_hidden_layers - 1}){_silent_base(c)}",
+            WEIGHTS,
+        )
+
+
+@rule(
+    "weights.shape-mismatch",
+    "error",
+    title="LoRA tensor shapes do not fit the base's layers (lora_A [r, in], lora_B [out, r])",
+    hint="the adapter was trained on a model with other dimensions; retrain on this base",
+)
+def _shapes(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c is None:
+        return
+    bad = []
+    for t in c.matched:
+        out_f, in_f = ctx.base_linears[t.module]
+        shape = t.info.shape
+        if len(shape) != 2:
+            bad.append(f"{t.name} has {len(shape)} dimensions")
+        elif t.kind == "lora_A" and shape[1] != in_f:
+            bad.append(f"{t.name} is {list(shape)}, needs [r, {in_f}]")
+        elif t.kind == "lora_B" and shape[0] != out_f:
+            bad.append(f"{t.name} is {list(shape)}, needs [{out_f}, r]")
+    if bad:
+        yield Hit(f"{len(bad)} tensor(s) do not fit the base: {_names(bad)}", WEIGHTS)
+
+
+def _expected_rank(ctx: CheckContext, module: str) -> int | None:
+    cfg = ctx.config.data or {}
+    pattern = cfg.get("rank_pattern")
+    if isinstance(pattern, dict):
+        for key, value in pattern.items():
+            try:
+                if re.match(rf"(.*\.)?({key})$", module) and isinstance(value, int):
+                    return value
+            except re.error:
+                continue
+    r = cfg.get("r")
+    return r if isinstance(r, int) and not isinstance(r, bool) and r > 0 else None
+
+
+@rule(
+    "weights.rank-mismatch",
+    "error",
+    title="the rank in the tensors disagrees with adapter_config.json (r / rank_pattern)",
+    hint="the config does not belong to these weights; re-save config and weights together",
+)
+def _ranks(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c is None:
+        return
+    bad = []
+    for t in c.matched:
+        shape = t.info.shape
+        if len(shape) != 2:
+            continue
+        got = shape[0] if t.kind == "lora_A" else shape[1]
+        want = _expected_rank(ctx, t.module)
+        if want is not None and got != want:
+            bad.append(f"{t.name} has rank {got}")
+    if bad:
+        r = (ctx.config.data or {}).get("r")
+        yield Hit(f"adapter_config.json says r={r} but {_names(bad)}: vLLM would scale them wrongly", WEIGHTS)
+
+
+@rule(
+    "weights.pair-incomplete",
+    "error",
+    title="a module has lora_A without lora_B or the reverse",
+    hint="re-save the adapter; a LoRA module needs both factors",
+)
+def _pairs(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c is None:
+        return
+    kinds: dict[str, set[str]] = defaultdict(set)
+    for t in c.lora:
+        kinds[t.module].add(t.kind.replace("embedding_", ""))
+    lonely = sorted(f"{m} (only {next(iter(k))})" for m, k in kinds.items() if len(k) == 1)
+    if lonely:
+        yield Hit(f"{len(lonely)} module(s) with one factor: {_names(lonely)}", WEIGHTS)
+
+
+@rule(
+    "weights.dtype-unsupported",
+    "error",
+    title="LoRA tensors that are not floating point (F16/BF16/F32/F64)",
+    hint="save the adapter in float16, bfloat16 or float32",
+)
+def _dtypes(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c is None:
+        return
+    bad = [f"{t.name} ({t.info.dtype})" for t in c.lora if t.info.dtype not in _FLOAT_DTYPES]
+    if bad:
+        yield Hit(f"{len(bad)} tensor(s) with a non-float dtype: {_names(bad)}", WEIGHTS)
+
+
+@rule(
+    "weights.embedding-vocab",
+    "error",
+    title="embedding LoRA whose vocabulary width differs from the base's",
+    hint="do not add tokens: vLLM serves the base vocabulary only",
+)
+def _embedding_vocab(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c is None:
+        return
+    vocab = ctx.contract.base_model.vocab_size
+    for t in c.lora:
+        shape = t.info.shape
+        # PEFT stores lora_embedding_A as [r, num_embeddings]
+        width = shape[1] if t.kind == "lora_embedding_A" and len(shape) == 2 else None
+        if width is not None and width != vocab:
+            yield Hit(
+                f"{t.name} spans {width} tokens but the base vocabulary has {vocab}: vLLM refuses 'The "
+                f"embedding LoRA size({width}) must be consistent with the base model's vocabulary "
+                f"size({vocab})'",
+                WEIGHTS,
+            )
+
+
+@rule(
+    "weights.nonfinite",
+    "error",
+    title="NaN or Inf values in the weights (they poison a shared vLLM server)",
+    hint="the training diverged; lower the learning rate or fix the data, then retrain",
+)
+def _nonfinite(ctx: CheckContext) -> Iterator[Hit]:
+    bad = {name: n for name, n in ctx.nonfinite.items() if n}
+    if bad:
+        total = sum(bad.values())
+        items = [f"{name} ({n})" for name, n in sorted(bad.items())]
+        yield Hit(f"{total} NaN/Inf value(s) in {len(bad)} tensor(s): {_names(items)}", WEIGHTS)
