@@ -7,8 +7,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev
-APT_PACKAGES ?=
+EXTRAS ?= dev,service
+APT_PACKAGES ?= chromium docker-registry postgresql-15
 
 .PHONY: setup system-deps test lint typecheck demo bench clean
 

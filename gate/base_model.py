@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 from gate.console import atomic_write_json, err
-from gate.digests import files_digest
+from gate.digests import file_sha256, files_digest
 from gate.envs import EnvSpec, Install, ensure, gate_home, torch_requirement
 from gate.errors import InputError, ToolError
 from gate.proc import run_streamed
@@ -94,7 +95,9 @@ def _locate_gguf(python: Path) -> Path:
 def cached_smollm2() -> Path:
     """The cached build of the embedded base (built on first use)."""
     spec = base_env_spec()
-    target = gate_home() / "models" / f"smollm2-135m-instruct-{spec.digest()[:12]}"
+    # The converter script is part of the recipe: a change to it is a new base build.
+    recipe = hashlib.sha256((spec.digest() + file_sha256(_SCRIPT)).encode()).hexdigest()
+    target = gate_home() / "models" / f"smollm2-135m-instruct-{recipe[:12]}"
     if (target / _MARKER).is_file():
         return target
     env = ensure(spec)
@@ -113,7 +116,9 @@ def cached_smollm2() -> Path:
         )
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ToolError(f"converting {gguf.name} failed (exit {done.returncode})", hint=f"log: {log}\n{done.tail}")
+        raise ToolError(
+            f"converting {gguf.name} failed (exit {done.returncode})", hint=f"log: {log}\n{done.tail}"
+        )
     summary = json.loads(done.tail.strip().splitlines()[-1])
     atomic_write_json(
         tmp / _MARKER,

@@ -235,6 +235,12 @@ class SmokeSpec(_Model):
     parity_dtype: Literal["float32", "bfloat16"] = Field(
         default="float32", description="dtype of the transformers + PEFT reference for greedy parity"
     )
+    parity_tie_tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        description="a divergence where vLLM rated the reference's token within this many nats of its own "
+        "choice is a numerical tie, not a mismatch",
+    )
 
 
 class EvalTask(_Model):

@@ -63,6 +63,9 @@ def has_cuda() -> bool:
     """Whether this host has an NVIDIA driver (decides CPU or CUDA builds of torch and vLLM)."""
     if os.environ.get("GATE_FORCE_CPU"):
         return False
+    # An image build for GPU hosts runs without a driver but must get the CUDA builds.
+    if os.environ.get("GATE_FORCE_CUDA"):
+        return True
     return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 

@@ -2,4 +2,9 @@
 
 pytest_plugins = [
     "tests.fixtures.base",
+    "tests.fixtures.serving",
+    "tests.fixtures.training",
+    "tests.fixtures.adapters",
+    "tests.fixtures.registry",
+    "tests.fixtures.service",
 ]

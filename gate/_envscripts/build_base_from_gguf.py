@@ -89,6 +89,13 @@ def main() -> int:
 
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
+    # transformers records how *this* process loaded the files (offline or not);
+    # those keys would make the base identity depend on the caller's environment.
+    tc_path = out / "tokenizer_config.json"
+    tc = json.loads(tc_path.read_text())
+    for volatile in ("is_local", "local_files_only"):
+        tc.pop(volatile, None)
+    tc_path.write_text(json.dumps(tc, indent=2, ensure_ascii=False) + "\n")
     summary = {
         "eos_token": tokenizer.eos_token,
         "eos_token_id": tokenizer.eos_token_id,

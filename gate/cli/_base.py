@@ -23,7 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     path = build_smollm2(args.out, force=args.force) if args.out else cached_smollm2()
     info = json.loads((path / "gate-base.json").read_text())
-    summary = {"path": str(path), "identity": base_identity(path), "eos_token": info["converter"]["eos_token"]}
+    summary = {
+        "path": str(path),
+        "identity": base_identity(path),
+        "eos_token": info["converter"]["eos_token"],
+    }
     if args.json:
         print_json(summary)
     else:

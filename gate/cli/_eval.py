@@ -1,0 +1,115 @@
+"""``gate eval``: score an adapter against its base model with lm-evaluation-harness."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gate.console import err, out, print_json
+
+if TYPE_CHECKING:
+    from gate.contract import Contract
+    from gate.serving import VLLMServer
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate an adapter against the base model (lm-eval through vLLM, paired thresholds)",
+        description=(
+            "Score the adapter and the base model with lm-evaluation-harness on the same vLLM server over "
+            "the same documents, and judge each contract metric on the paired per-document differences. "
+            "Exit 0 passed, 1 a threshold failed or the server died, 2 bad input."
+        ),
+    )
+    p.add_argument(
+        "adapter", type=Path, metavar="ADAPTER_DIR", help="LoRA adapter directory (or a run directory)"
+    )
+    p.add_argument(
+        "--contract",
+        type=Path,
+        default=os.environ.get("GATE_CONTRACT"),
+        help="contract YAML (default: the embedded SmolLM2 contract; env GATE_CONTRACT)",
+    )
+    p.add_argument(
+        "--server",
+        default=os.environ.get("GATE_SERVER_URL"),
+        metavar="URL",
+        help="a running vLLM server to use (default: start one for this run; env GATE_SERVER_URL)",
+    )
+    p.add_argument(
+        "--base", type=Path, metavar="DIR", help="base model directory (default: the embedded SmolLM2 build)"
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="BUNDLE_OR_REPORT",
+        help="judge regressions against the last released bundle (its eval report) instead of the base",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("gate-eval"), help="output directory (default: ./gate-eval)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds the whole evaluation may take (default 3600)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def _adapter_dir(path: Path) -> Path:
+    # A run directory (RUN_DIR/adapter + run.json) is accepted as well as the adapter itself.
+    if not (path / "adapter_config.json").exists() and (path / "adapter" / "adapter_config.json").is_file():
+        return path / "adapter"
+    return path
+
+
+@contextlib.contextmanager
+def _server(args: argparse.Namespace, base_dir: Path, contract: Contract) -> Iterator[VLLMServer]:
+    from gate.serving import VLLMServer
+
+    if args.server:
+        yield VLLMServer.attach(args.server)
+        return
+    err.print("gate eval: starting a vLLM server on the base model (about a minute on CPU)")
+    with VLLMServer.start(base_dir, contract, log_dir=args.out / "server") as server:
+        yield server
+
+
+def run(args: argparse.Namespace) -> int:
+    from gate.base_model import base_identity, cached_smollm2
+    from gate.contract import Contract
+    from gate.errors import InputError
+    from gate.evaluate import check_inputs, run_eval
+    from gate.resources import default_contract
+
+    contract = Contract.from_yaml(args.contract or default_contract())
+    base_dir = args.base or cached_smollm2()
+    identity = base_identity(base_dir)
+    if identity != contract.base_model.identity:
+        raise InputError(
+            f"the base model {base_dir} is not the one {contract.source_path} names "
+            f"({identity} != {contract.base_model.identity})",
+            hint="pass --base with the contract's base model",
+        )
+    adapter = _adapter_dir(args.adapter)
+    check_inputs(adapter, contract, baseline=args.baseline)  # before a server is started or attached
+    with _server(args, base_dir, contract) as server:
+        report = run_eval(
+            adapter,
+            contract,
+            base_dir=base_dir,
+            server=server,
+            out_dir=args.out,
+            baseline=args.baseline,
+            timeout=args.timeout,
+        )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        out.print(report.to_markdown(), markup=False)
+        err.print(f"report: {args.out / 'report.json'} and {args.out / 'report.md'}")
+    return 0 if report.passed else 1

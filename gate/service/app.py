@@ -1,0 +1,171 @@
+"""The Litestar application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Litestar, Request, Response
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template import TemplateConfig
+
+from gate import __version__
+from gate.errors import Error
+from gate.service.archives import ArchiveError
+from gate.service.auth import OIDCVerifier
+from gate.service.db import async_engine, async_sessions, migrate, sync_engine
+from gate.service.domain.contracts import ContractController
+from gate.service.domain.releases import AuditController, ReleaseController
+from gate.service.domain.system import RunController, SystemController, TokenController
+from gate.service.domain.ui import UIController
+from gate.service.guards import TokenAuthMiddleware
+from gate.service.metrics import Metrics, metrics_middleware
+from gate.service.queue import recover
+from gate.service.settings import Settings, get_settings
+from gate.service.state import AppState
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("gate.service")
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _gate_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    assert isinstance(exc, Error)
+    body: dict[str, Any] = {"status_code": 400, "detail": exc.message}
+    if exc.hint:
+        body["hint"] = exc.hint
+    if isinstance(exc, ArchiveError):
+        body["error"] = "bad_archive"
+    return Response(body, status_code=400)
+
+
+def _start_worker(settings: Settings, index: int) -> subprocess.Popen[bytes]:
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"worker-{index}.log", "ab") as fh:
+        # Same process group as the server: whatever kills the server's group kills the workers.
+        return subprocess.Popen(
+            [sys.executable, "-m", "gate.service.worker"],
+            env={**os.environ, **settings.to_env()},
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _supervise(settings: Settings, state: AppState) -> None:
+    """Restart a worker that died (its job, if any, is recovered by the queue: never lost)."""
+    while True:
+        await anyio.sleep(5.0)
+        for i, p in enumerate(state.workers):
+            if p.poll() is not None:
+                log.warning("worker %d exited with %s; starting a new one", i, p.returncode)
+                state.workers[i] = _start_worker(settings, i)
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+
+
+def _recover_at_start(settings: Settings) -> int:
+    engine = sync_engine(settings)
+    try:
+        return recover(engine, settings.lease_s)
+    finally:
+        engine.dispose()
+
+
+def create_app(settings: Settings | None = None, *, start_workers: bool = True) -> Litestar:
+    """The gate service app: migrations and job recovery run at startup, workers start beside it."""
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = async_engine(settings)
+    metrics = Metrics()
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=async_sessions(engine),
+        metrics=metrics,
+        oidc=OIDCVerifier(settings.oidc) if settings.oidc else None,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(migrate, settings)
+        n = await anyio.to_thread.run_sync(_recover_at_start, settings)
+        if n:
+            log.warning("recovered %d job(s) interrupted by the last shutdown", n)
+        async with anyio.create_task_group() as tg:
+            if start_workers and settings.workers > 0:
+                state.workers = [_start_worker(settings, i) for i in range(settings.workers)]
+                tg.start_soon(_supervise, settings, state)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(_stop_workers, state.workers)
+        await engine.dispose()
+
+    env = Environment(
+        loader=FileSystemLoader(str(_TEMPLATES)),
+        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+    )
+    app = Litestar(
+        route_handlers=[
+            SystemController,
+            ReleaseController,
+            AuditController,
+            ContractController,
+            RunController,
+            TokenController,
+            UIController,
+        ],
+        lifespan=[lifespan],
+        middleware=[
+            metrics_middleware(metrics),
+            DefineMiddleware(TokenAuthMiddleware, exclude=["^/health$"]),
+        ],
+        exception_handlers={Error: _gate_error},
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
+        openapi_config=OpenAPIConfig(
+            title="gate",
+            version=__version__,
+            description="Release and serving-handoff gatekeeper for fine-tuned LLM adapters.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", description="API token or GitHub Actions OIDC token"
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
+            # Only the schema itself: the HTML viewers would pull their JavaScript from a CDN.
+            render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
+        ),
+        debug=False,
+    )
+    app.state.gate = state
+    return app

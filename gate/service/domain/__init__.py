@@ -1,0 +1,1 @@
+"""HTTP controllers and the services behind them, one module per noun."""

@@ -1,0 +1,128 @@
+"""Health (no auth), Prometheus metrics, the caller's identity, API tokens, training runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.exceptions import NotFoundException
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from sqlalchemy import select, text, update
+
+from gate.service.auth import Principal, issue_token
+from gate.service.domain.releases import status_counts
+from gate.service.domain.schemas import TokenCreate, TokenCreated, TokenRead
+from gate.service.guards import requires
+from gate.service.models import ApiToken, Release
+from gate.service.state import app_state
+
+__all__ = ["RunController", "SystemController", "TokenController"]
+
+
+class SystemController(Controller):
+    """Health, metrics and whoami."""
+
+    tags = ["system"]  # noqa: RUF012
+
+    @get("/health", exclude_from_auth=True)
+    async def health(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        """Liveness and database reachability (the only endpoint without auth)."""
+        st = app_state(request)
+        try:
+            async with st.sessions() as s:
+                await s.execute(text("SELECT 1"))
+        except Exception as e:
+            return Response(
+                {"status": "unavailable", "database": str(e)[:200]}, status_code=HTTP_503_SERVICE_UNAVAILABLE
+            )
+        alive = sum(1 for w in st.workers if w.poll() is None)
+        return Response(
+            {"status": "ok", "database": "ok", "workers": alive, "executor": st.settings.executor}
+        )
+
+    @get("/metrics", guards=[requires("read")], media_type="text/plain; version=0.0.4")
+    async def metrics(self, request: Request[Any, Any, Any]) -> bytes:
+        """Prometheus exposition."""
+        st = app_state(request)
+        async with st.sessions() as s:
+            rel, jobs = await status_counts(s)
+        st.metrics.releases.clear()
+        for k, v in rel.items():
+            st.metrics.releases.labels(k).set(v)
+        st.metrics.jobs.clear()
+        for k, v in jobs.items():
+            st.metrics.jobs.labels(k).set(v)
+        return st.metrics.render()
+
+    @get("/api/whoami", guards=[requires("read")])
+    async def whoami(self, request: Request[Principal, Any, Any]) -> dict[str, str]:
+        """Who the server thinks the caller is."""
+        return {"name": request.user.name, "role": request.user.role, "kind": request.user.kind}
+
+
+class TokenController(Controller):
+    """``/api/tokens`` (admin)."""
+
+    path = "/api/tokens"
+    guards = [requires("admin")]  # noqa: RUF012
+    tags = ["tokens"]  # noqa: RUF012
+
+    @post("/", status_code=201)
+    async def create(self, request: Request[Principal, Any, Any], data: TokenCreate) -> TokenCreated:
+        """Create a token; its secret is in this response only."""
+        st = app_state(request)
+        async with st.sessions() as s, s.begin():
+            token = await s.run_sync(
+                lambda sync: issue_token(sync, data.name, data.role, expires_in_s=data.expires_in_s)
+            )
+        return TokenCreated(name=data.name, role=data.role, token=token)
+
+    @get("/")
+    async def read_all(self, request: Request[Principal, Any, Any]) -> list[TokenRead]:
+        """Every token (never the secrets)."""
+        async with app_state(request).sessions() as s:
+            rows = (await s.scalars(select(ApiToken).order_by(ApiToken.id))).all()
+        return [
+            TokenRead(
+                name=t.name, role=t.role, created_at=t.created_at, expires_at=t.expires_at, revoked=t.revoked
+            )
+            for t in rows
+        ]
+
+    @delete("/{name:str}", status_code=204)
+    async def revoke(self, request: Request[Principal, Any, Any], name: str) -> None:
+        """Revoke a token."""
+        async with app_state(request).sessions() as s, s.begin():
+            res = await s.execute(update(ApiToken).where(ApiToken.name == name).values(revoked=True))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                raise NotFoundException(f"no token {name!r}")
+
+
+class RunController(Controller):
+    """``/api/runs``: the training runs releases were made from."""
+
+    path = "/api/runs"
+    guards = [requires("read")]  # noqa: RUF012
+    tags = ["runs"]  # noqa: RUF012
+
+    @get("/")
+    async def read_all(self, request: Request[Principal, Any, Any]) -> list[dict[str, Any]]:
+        """Each run directory with the releases made from it."""
+        async with app_state(request).sessions() as s:
+            rows = (
+                (
+                    await s.execute(
+                        select(Release.run_dir, Release.id, Release.name, Release.version).order_by(
+                            Release.id
+                        )
+                    )
+                )
+                .tuples()
+                .all()
+            )
+        runs: dict[str, dict[str, Any]] = {}
+        for run_dir, rid, name, version in rows:
+            runs.setdefault(run_dir, {"run_dir": run_dir, "releases": []})["releases"].append(
+                {"id": rid, "name": name, "version": version}
+            )
+        return list(runs.values())

@@ -1,0 +1,1 @@
+"""Alembic migrations of the service database (run by ``gate serve`` at start)."""

@@ -1,0 +1,370 @@
+"""A small typed client for the OpenAI-compatible endpoints of a vLLM server.
+
+Only what the gates use: health, the model list, runtime LoRA loading and
+unloading (vLLM's own error text is kept, it is the most useful diagnosis a
+user gets), and greedy chat/text completions with token ids and log-probs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from gate.errors import ServerError
+
+__all__ = ["Completion", "LoadResult", "ModelCard", "StreamTiming", "TokenLogprob", "VLLMClient"]
+
+#: Bound on any answer gate reads from a server (a completion of a few hundred tokens is a few KB).
+_MAX_BODY = 8 << 20
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One entry of ``GET /v1/models``: the base model or a loaded adapter."""
+
+    id: str
+    parent: str | None
+    root: str | None
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The outcome of ``POST /v1/load_lora_adapter``, with vLLM's own message."""
+
+    ok: bool
+    status_code: int
+    message: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its id, text, log-probability and the top alternatives."""
+
+    token_id: int | None
+    text: str
+    logprob: float
+    top: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One greedy answer from ``/v1/chat/completions`` or ``/v1/completions``."""
+
+    text: str
+    finish_reason: str | None
+    tokens: tuple[TokenLogprob, ...]
+    completion_tokens: int
+    seconds: float
+
+    @property
+    def token_ids(self) -> list[int]:
+        """Generated token ids (needs ``return_tokens_as_token_ids``)."""
+        return [t.token_id for t in self.tokens if t.token_id is not None]
+
+    def finite(self) -> bool:
+        """Whether every returned log-probability is a finite number."""
+        return all(
+            math.isfinite(t.logprob) and all(math.isfinite(v) for v in t.top.values()) for t in self.tokens
+        )
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """Latency of one streamed answer."""
+
+    ttft_s: float
+    total_s: float
+    completion_tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode throughput after the first token (the first token is TTFT's)."""
+        decode = self.total_s - self.ttft_s
+        if self.completion_tokens <= 1 or decode <= 0:
+            return 0.0
+        return (self.completion_tokens - 1) / decode
+
+
+class VLLMClient:
+    """HTTP client for one vLLM server; every transport failure is a :class:`ServerError`."""
+
+    def __init__(self, url: str, *, timeout: float = 300.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> VLLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.TimeoutException as e:
+            raise ServerError(f"vLLM at {self.url} did not answer {path} in time ({type(e).__name__})") from e
+        except httpx.HTTPError as e:
+            raise ServerError(
+                f"vLLM at {self.url} is unreachable on {path}: {e}",
+                hint="the server may have crashed; see its log",
+            ) from e
+        if len(response.content) > _MAX_BODY:
+            raise ServerError(f"vLLM at {self.url} answered {path} with {len(response.content)} bytes")
+        return response
+
+    def _json(self, response: httpx.Response, path: str) -> dict[str, Any]:
+        if response.status_code != 200:
+            raise ServerError(f"vLLM refused {path} (HTTP {response.status_code}): {error_message(response)}")
+        try:
+            data = response.json()
+        except ValueError as e:
+            raise ServerError(f"vLLM answered {path} with invalid JSON: {response.text[:200]!r}") from e
+        if not isinstance(data, dict):
+            raise ServerError(f"vLLM answered {path} with a JSON {type(data).__name__}, not an object")
+        return data
+
+    # --- endpoints --------------------------------------------------------------------------------
+
+    def health(self) -> bool:
+        """Whether ``GET /health`` answers 200 (False on any transport failure)."""
+        try:
+            return self._http.get("/health", timeout=5.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def models(self) -> list[ModelCard]:
+        """``GET /v1/models``: the served base model(s) and every loaded adapter."""
+        data = self._json(self._request("GET", "/v1/models"), "/v1/models")
+        cards = []
+        for item in data.get("data") or []:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                parent, root = item.get("parent"), item.get("root")
+                cards.append(
+                    ModelCard(
+                        id=item["id"],
+                        parent=parent if isinstance(parent, str) else None,
+                        root=root if isinstance(root, str) else None,
+                    )
+                )
+        return cards
+
+    def version(self) -> str | None:
+        """The server's vLLM version (``GET /version``), if it says."""
+        try:
+            data = self._json(self._request("GET", "/version"), "/version")
+        except ServerError:
+            return None
+        value = data.get("version")
+        return value if isinstance(value, str) else None
+
+    def load_adapter(self, name: str, path: str) -> LoadResult:
+        """Hot-load an adapter; a refusal is returned (with vLLM's message), not raised."""
+        start = time.monotonic()
+        response = self._request("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
+        seconds = time.monotonic() - start
+        ok = response.status_code == 200
+        message = response.text.strip()[:2000] if ok else error_message(response)
+        return LoadResult(ok=ok, status_code=response.status_code, message=message, seconds=seconds)
+
+    def unload_adapter(self, name: str) -> LoadResult:
+        """Unload a hot-loaded adapter; a refusal is returned, not raised."""
+        start = time.monotonic()
+        response = self._request("POST", "/v1/unload_lora_adapter", {"lora_name": name})
+        seconds = time.monotonic() - start
+        ok = response.status_code == 200
+        message = response.text.strip()[:2000] if ok else error_message(response)
+        return LoadResult(ok=ok, status_code=response.status_code, message=message, seconds=seconds)
+
+    def chat(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        max_tokens: int,
+        top_logprobs: int = 0,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """A greedy ``/v1/chat/completions`` answer with token ids and log-probs.
+
+        Special tokens are kept in the text so that a leaking control token is visible.
+        """
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "seed": 0,
+            "logprobs": True,
+            "top_logprobs": top_logprobs,
+            "skip_special_tokens": False,
+            "return_tokens_as_token_ids": True,
+            **(extra or {}),
+        }
+        start = time.monotonic()
+        data = self._json(self._request("POST", "/v1/chat/completions", body), "/v1/chat/completions")
+        seconds = time.monotonic() - start
+        choice = _first_choice(data, "/v1/chat/completions")
+        message = choice.get("message") or {}
+        text = message.get("content") if isinstance(message, dict) else None
+        tokens: list[TokenLogprob] = []
+        content = (choice.get("logprobs") or {}).get("content") or []
+        for item in content:
+            top = {str(t.get("token")): _num(t.get("logprob")) for t in item.get("top_logprobs") or []}
+            tokens.append(_token(str(item.get("token", "")), _num(item.get("logprob")), top))
+        return Completion(
+            text=text if isinstance(text, str) else "",
+            finish_reason=choice.get("finish_reason"),
+            tokens=tuple(tokens),
+            completion_tokens=_usage(data, len(tokens)),
+            seconds=seconds,
+        )
+
+    def complete(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        max_tokens: int,
+        logprobs: int = 0,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """A greedy ``/v1/completions`` answer to a raw prompt, with token ids and top log-probs."""
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "seed": 0,
+            "logprobs": logprobs,
+            "skip_special_tokens": False,
+            "return_tokens_as_token_ids": True,
+            **(extra or {}),
+        }
+        start = time.monotonic()
+        data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
+        seconds = time.monotonic() - start
+        choice = _first_choice(data, "/v1/completions")
+        lp = choice.get("logprobs") or {}
+        names = lp.get("tokens") or []
+        values = lp.get("token_logprobs") or []
+        tops = lp.get("top_logprobs") or []
+        tokens = []
+        for i, name in enumerate(names):
+            top_raw = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+            top = {str(k): _num(v) for k, v in top_raw.items()}
+            tokens.append(_token(str(name), _num(values[i] if i < len(values) else None), top))
+        text = choice.get("text")
+        return Completion(
+            text=text if isinstance(text, str) else "",
+            finish_reason=choice.get("finish_reason"),
+            tokens=tuple(tokens),
+            completion_tokens=_usage(data, len(tokens)),
+            seconds=seconds,
+        )
+
+    def stream_timing(
+        self, model: str, messages: Sequence[Mapping[str, str]], *, max_tokens: int
+    ) -> StreamTiming:
+        """Time a streamed greedy chat answer of exactly ``max_tokens`` tokens (EOS ignored)."""
+        body = {
+            "model": model,
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        start = time.monotonic()
+        first: float | None = None
+        tokens = 0
+        try:
+            with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    code = response.status_code
+                    raise ServerError(
+                        f"vLLM refused a streamed chat (HTTP {code}): {error_message(response)}"
+                    )
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    chunk = json.loads(payload)
+                    for choice in chunk.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        if first is None and delta.get("content"):
+                            first = time.monotonic() - start
+                    usage = chunk.get("usage")
+                    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+                        tokens = usage["completion_tokens"]
+        except httpx.HTTPError as e:
+            raise ServerError(f"vLLM at {self.url} broke off a streamed answer: {e}") from e
+        except ValueError as e:
+            raise ServerError(f"vLLM streamed invalid JSON: {e}") from e
+        total = time.monotonic() - start
+        return StreamTiming(
+            ttft_s=first if first is not None else total, total_s=total, completion_tokens=tokens
+        )
+
+
+def error_message(response: httpx.Response) -> str:
+    """vLLM's own error text from an error response (``{"error": {"message": ...}}`` or similar)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()[:2000] or f"HTTP {response.status_code}"
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:2000]
+        for key in ("message", "detail"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:2000]
+    return json.dumps(data)[:2000]
+
+
+def _first_choice(data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ServerError(f"vLLM answered {path} without choices: {json.dumps(data)[:300]}")
+    return choices[0]
+
+
+def _num(value: object) -> float:
+    # Poisoned servers send NaN (or null where JSON refuses NaN): keep it visible as NaN.
+    if isinstance(value, int | float):
+        return float(value)
+    return math.nan
+
+
+def _token(name: str, logprob: float, top: Mapping[str, float]) -> TokenLogprob:
+    token_id: int | None = None
+    if name.startswith("token_id:"):
+        try:
+            token_id = int(name.removeprefix("token_id:"))
+        except ValueError:
+            token_id = None
+    return TokenLogprob(token_id=token_id, text=name, logprob=logprob, top=dict(top))
+
+
+def _usage(data: Mapping[str, Any], fallback: int) -> int:
+    usage = data.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        return int(usage["completion_tokens"])
+    return fallback

