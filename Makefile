@@ -36,7 +36,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 test: setup system-deps lint typecheck
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=40
 
 demo: setup
 	$(BIN)/python -m gate.demo
