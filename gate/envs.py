@@ -261,7 +261,9 @@ def _parse_freeze(listing: str) -> dict[str, str]:
     for line in listing.splitlines():
         if "==" in line:
             name, _, version = line.partition("==")
-            packages[_norm(name.strip())] = version.strip()
+            # With a PYTHONPATH overlay a distribution can be listed twice: the first
+            # one listed is the one Python imports.
+            packages.setdefault(_norm(name.strip()), version.strip())
     return packages
 
 

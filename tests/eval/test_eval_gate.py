@@ -78,6 +78,7 @@ def test_damaged_adapter_fails_naming_the_metric_and_margin(  # type: ignore[no-
     assert "**FAIL**" in (out / "report.md").read_text()
 
 
+@pytest.mark.extended
 def test_cli_judges_against_the_released_bundle_and_exits_1_on_regression(  # type: ignore[no-untyped-def]
     damaged_adapter: Path, trained_eval, vllm_server, base_model_dir: Path, tmp_path: Path, capsys
 ) -> None:

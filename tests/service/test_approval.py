@@ -17,7 +17,7 @@ from gate.resources import contracts_dir, examples_dir
 from tests.fixtures.service import ServiceFactory, wait_for
 from tests.service.test_release_e2e import follow_events, release_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
 def _approval_contract(root: Path) -> Path:

@@ -16,7 +16,7 @@ import pytest
 from tests.fixtures.service import ServiceFactory
 from tests.service.test_release_e2e import follow_events, release_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
 def test_the_ray_executor_runs_a_release_as_a_ray_task_on_a_local_instance(

@@ -20,7 +20,7 @@ import pytest
 from tests.fixtures.service import ServiceFactory, wait_for
 from tests.service.test_release_e2e import follow_events, release_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
 def test_a_release_interrupted_by_a_server_crash_is_retried_and_published_exactly_once(

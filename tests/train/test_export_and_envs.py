@@ -37,7 +37,14 @@ def test_unsloth_template_replacement_is_reported_by_the_check(
     assert any("template" in f.rule for f in report.errors), [f.to_dict() for f in report.errors]
 
 
-@pytest.mark.parametrize("toolkit", ["llamafactory", "axolotl", "unsloth"])
+@pytest.mark.parametrize(
+    "toolkit",
+    [
+        pytest.param("llamafactory", marks=pytest.mark.extended),
+        pytest.param("axolotl", marks=pytest.mark.extended),
+        "unsloth",
+    ],
+)
 @pytest.mark.slow
 def test_second_ensure_reuses_the_cached_environment(toolkit: str) -> None:
     trainer = get_trainer(toolkit)

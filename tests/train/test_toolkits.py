@@ -16,7 +16,13 @@ from gate.contract import Contract
 from gate.digests import file_sha256
 from gate.training import load_record
 
-TOOLKITS = ("llamafactory", "axolotl", "unsloth")
+# Unsloth runs in the default test command; LLaMA-Factory and Axolotl (a 7 GB environment with PyPI's
+# CUDA torch) add ~10 minutes on 2 cores and run with --extended (see tests/conftest.py).
+TOOLKITS = (
+    pytest.param("llamafactory", marks=pytest.mark.extended),
+    pytest.param("axolotl", marks=pytest.mark.extended),
+    "unsloth",
+)
 STEPS = 3
 
 pytestmark = pytest.mark.slow

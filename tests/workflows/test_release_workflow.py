@@ -184,6 +184,7 @@ def test_verify_action_without_gate_on_path_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_release_workflow_releases_the_embedded_default_and_the_verify_action_accepts_it(
     tmp_path: Path, trained_adapter_run: Path, vllm_server: Any, docker_registry: Any
 ) -> None:
