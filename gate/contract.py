@@ -21,16 +21,13 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
 import sys
-import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -45,6 +42,7 @@ from pydantic import (
 )
 
 from gate.errors import InputError
+from gate.validation import format_validation_errors
 
 __all__ = [
     "ALLOWED_MAX_LORA_RANKS",
@@ -375,7 +373,9 @@ class Contract(_Model):
         try:
             contract = cls.model_validate(raw)
         except ValidationError as e:
-            raise InputError(_format_errors(path, e), hint=f"the schema is {_schema_hint()}") from None
+            raise InputError(
+                format_validation_errors(path, e, Contract), hint=f"the schema is {_schema_hint()}"
+            ) from None
         contract._source_path = path
         contract._sha256 = hashlib.sha256(data).hexdigest()
         return contract
@@ -441,71 +441,6 @@ def _load_template_file(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
 
 def _schema_hint() -> str:
     return "contracts/contract.schema.json (python -m gate.contract --write-schema)"
-
-
-def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """The model class whose field the last element of ``loc`` names (for did-you-mean)."""
-    current: Any = Contract
-    for part in loc[:-1]:
-        current = _unwrap(current)
-        if isinstance(part, int):
-            args = typing.get_args(current)
-            current = args[0] if args else None
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(part)
-            current = field.annotation if field else None
-        elif typing.get_origin(current) is dict:
-            current = typing.get_args(current)[1]
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    if typing.get_origin(tp) is Annotated:
-        tp = typing.get_args(tp)[0]
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(non_none) == 1:
-            return non_none[0]
-    return tp
-
-
-def _format_errors(path: Path, exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = error["loc"]
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        kind = error["type"]
-        got = error.get("input")
-        if kind == "extra_forbidden":
-            model = _model_at(loc)
-            known = list(model.model_fields) if model else []
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            if close:
-                tip = f"; did you mean '{close[0]}'?"
-            else:
-                tip = f"; known keys: {', '.join(known)}" if known else ""
-            msg = f"unknown key{tip}"
-        elif kind == "missing":
-            msg = "required field is missing"
-        elif kind == "literal_error":
-            expected = str(error.get("ctx", {}).get("expected", ""))
-            options = expected.replace(" or ", ", ").replace("'", "")
-            msg = f"must be one of {options} (got {_short(got)})"
-        else:
-            msg = error["msg"].removeprefix("Value error, ")
-            shown = got is not None and not isinstance(got, dict)
-            if shown and kind not in ("value_error", "assertion_error"):
-                msg += f" (got {_short(got)})"
-        lines.append(f"{path}: {where}: {msg}")
-    return "\n".join(lines)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --- JSON Schema -----------------------------------------------------------------------------------

@@ -22,17 +22,15 @@ import hashlib
 import json
 import os
 import struct
-import types
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from gate.errors import InputError
+from gate.validation import format_validation_errors
 
 __all__ = [
     "MAX_DATASET_BYTES",
@@ -180,7 +178,8 @@ class TrainSpec(_Model):
             spec = cls.model_validate(raw)
         except ValidationError as e:
             raise InputError(
-                _format_errors(where, e), hint="see contracts/run.schema.json ($defs.TrainSpec)"
+                format_validation_errors(where, e, TrainSpec),
+                hint="see contracts/run.schema.json ($defs.TrainSpec)",
             ) from None
         if source is not None:
             spec._source = source.resolve()
@@ -412,70 +411,3 @@ def _read_bounded(path: Path, limit: int, *, what: str) -> bytes:
 
 
 # --- error messages --------------------------------------------------------------------------------
-
-
-def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
-    current: Any = TrainSpec
-    for part in loc[:-1]:
-        current = _unwrap(current)
-        if isinstance(part, int):
-            args = typing.get_args(current)
-            current = args[0] if args else None
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(part)
-            current = field.annotation if field else None
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    if typing.get_origin(tp) is Annotated:
-        tp = typing.get_args(tp)[0]
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(non_none) == 1:
-            return non_none[0]
-    return tp
-
-
-def _did_you_mean(key: str, known: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(key, known, n=1)
-    if close:
-        return close[0]
-    # Abbreviations and spelled-out names (``rank`` for ``r``, ``target`` for ``target_modules``).
-    prefixed = [k for k in known if key.startswith(k) or k.startswith(key)]
-    return prefixed[0] if len(prefixed) == 1 else None
-
-
-def _format_errors(where: str, exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = error["loc"]
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        kind = error["type"]
-        got = error.get("input")
-        if kind == "extra_forbidden":
-            model = _model_at(loc)
-            known = list(model.model_fields) if model else []
-            close = _did_you_mean(str(loc[-1]), known)
-            tip = (
-                f"; did you mean '{close}'?"
-                if close
-                else (f"; known keys: {', '.join(known)}" if known else "")
-            )
-            msg = f"unknown key{tip}"
-        elif kind == "missing":
-            msg = "required field is missing"
-        else:
-            msg = error["msg"].removeprefix("Value error, ")
-            if (
-                kind not in ("value_error", "assertion_error")
-                and got is not None
-                and not isinstance(got, dict)
-            ):
-                text = repr(got)
-                msg += f" (got {text if len(text) <= 60 else text[:57] + '...'})"
-        lines.append(f"{where}: {field}: {msg}")
-    return "\n".join(lines)
