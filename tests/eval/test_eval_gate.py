@@ -56,9 +56,6 @@ def test_trained_adapter_passes_and_beats_the_base_on_terse_capitals(trained_eva
         assert [c.id for c in client.models() if c.parent is not None] == []
 
 
-# Opt-in until seen passing whole once (see the closing note); the verdict arithmetic it relies on is
-# unit-tested in test_verdict.py.
-@pytest.mark.extended
 def test_damaged_adapter_fails_naming_the_metric_and_margin(  # type: ignore[no-untyped-def]
     damaged_adapter: Path, eval_contract, vllm_server, base_model_dir: Path, base_scores, tmp_path: Path
 ) -> None:
