@@ -42,7 +42,7 @@ from pydantic import (
 )
 
 from gate.errors import InputError
-from gate.validation import format_validation_errors
+from gate.validation import format_validation_errors, read_bounded
 
 __all__ = [
     "ALLOWED_MAX_LORA_RANKS",
@@ -360,7 +360,7 @@ class Contract(_Model):
     def from_yaml(cls, path: Path) -> Contract:
         """Read and validate a contract file; :class:`InputError` names the bad field."""
         path = Path(path)
-        data = _read_bounded(path, MAX_CONTRACT_BYTES, what="contract")
+        data = read_bounded(path, MAX_CONTRACT_BYTES, what="contract")
         try:
             raw = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)
         except UnicodeDecodeError as e:
@@ -401,23 +401,6 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_bounded(path: Path, limit: int, *, what: str) -> bytes:
-    try:
-        if path.is_symlink() and not path.resolve().is_file():
-            raise InputError(f"{path}: the {what} is a dangling symlink")
-        size = path.stat().st_size
-        if size > limit:
-            raise InputError(f"{path}: the {what} is {size} bytes, more than the {limit}-byte limit")
-        with open(path, "rb") as fh:
-            return fh.read(limit + 1)[:limit]
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a {what} file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the {what}: {e.strerror}") from None
-
-
 def _load_template_file(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     prompt = raw.get("prompt")
     if not isinstance(prompt, dict) or not prompt.get("chat_template_file") or "chat_template" in prompt:
@@ -428,7 +411,7 @@ def _load_template_file(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     file = Path(os.path.normpath(path.parent / rel))
     if file.is_symlink():
         raise InputError(f"{path}: prompt.chat_template_file: {rel} is a symlink")
-    data = _read_bounded(file, _MAX_TEMPLATE_BYTES, what="chat template")
+    data = read_bounded(file, _MAX_TEMPLATE_BYTES, what="chat template")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

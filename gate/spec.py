@@ -21,7 +21,6 @@ import difflib
 import hashlib
 import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +29,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from gate.errors import InputError
-from gate.validation import format_validation_errors
+from gate.safetensors_io import read_header
+from gate.validation import format_validation_errors, read_bounded
 
 __all__ = [
     "MAX_DATASET_BYTES",
@@ -53,7 +53,6 @@ MAX_DATASET_BYTES = 512 << 20
 #: One JSONL row; a longer line is almost certainly not a chat example.
 MAX_ROW_BYTES = 1 << 20
 _MAX_TEMPLATE_BYTES = 256 << 10
-_MAX_SAFETENSORS_HEADER = 100 << 20
 _ROLES = ("system", "user", "assistant")
 
 #: Names accepted for ``base.builtin`` (embedded bases gate can build itself).
@@ -158,7 +157,7 @@ class TrainSpec(_Model):
     def from_yaml(cls, path: Path) -> TrainSpec:
         """Read and validate a spec; :class:`InputError` names the file and field."""
         path = Path(path)
-        data = _read_bounded(path, MAX_SPEC_BYTES, what="training spec")
+        data = read_bounded(path, MAX_SPEC_BYTES, what="training spec")
         try:
             raw = yaml.safe_load(data.decode("utf-8"))
         except UnicodeDecodeError as e:
@@ -243,7 +242,7 @@ class TrainSpec(_Model):
         dataset = load_dataset(self._path(self.dataset.path))
         if self.prompt.template_file:
             tpath = self._path(self.prompt.template_file)
-            raw = _read_bounded(tpath, _MAX_TEMPLATE_BYTES, what="chat template")
+            raw = read_bounded(tpath, _MAX_TEMPLATE_BYTES, what="chat template")
             try:
                 template = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -313,7 +312,7 @@ def load_dataset(path: Path) -> DatasetSnapshot:
     Each line is ``{"messages": [{"role": "user"|"assistant"|"system", "content": str}, ...]}``
     with at least one user message and an assistant message last. Errors name the line.
     """
-    data = _read_bounded(path, MAX_DATASET_BYTES, what="dataset")
+    data = read_bounded(path, MAX_DATASET_BYTES, what="dataset")
     rows = 0
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
@@ -369,45 +368,11 @@ def base_linear_modules(base_dir: Path) -> set[str]:
     if not files:
         raise InputError(f"{base_dir}: no .safetensors weights", hint="the base must be saved as safetensors")
     for file in files:
-        for key, info in _safetensors_header(file).items():
-            if key == "__metadata__" or not isinstance(info, dict):
-                continue
+        for key, info in read_header(file).tensors.items():
             parts = key.split(".")
-            if len(parts) >= 2 and parts[-1] == "weight" and len(info.get("shape", ())) == 2:
+            if len(parts) >= 2 and parts[-1] == "weight" and len(info.shape) == 2:
                 names.add(parts[-2])
     return names
-
-
-def _safetensors_header(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) != 8:
-            raise InputError(f"{path}: truncated safetensors file")
-        (size,) = struct.unpack("<Q", head)
-        if size > _MAX_SAFETENSORS_HEADER:
-            raise InputError(f"{path}: safetensors header of {size} bytes is over the limit")
-        try:
-            header = json.loads(fh.read(size))
-        except ValueError as e:
-            raise InputError(f"{path}: corrupt safetensors header") from e
-    if not isinstance(header, dict):
-        raise InputError(f"{path}: corrupt safetensors header")
-    return header
-
-
-def _read_bounded(path: Path, limit: int, *, what: str) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise InputError(f"{path}: the {what} is {size} bytes, more than the {limit}-byte limit")
-        with open(path, "rb") as fh:
-            return fh.read(limit + 1)[:limit]
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a {what} file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the {what}: {e.strerror}") from None
 
 
 # --- error messages --------------------------------------------------------------------------------

@@ -11,11 +11,14 @@ import difflib
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["did_you_mean", "format_validation_errors"]
+from gate.errors import InputError
+
+__all__ = ["did_you_mean", "format_validation_errors", "read_bounded"]
 
 
 def did_you_mean(key: str, known: Sequence[str]) -> str | None:
@@ -92,3 +95,21 @@ def _unwrap(tp: Any) -> Any:
         if len(non_none) == 1:
             return non_none[0]
     return tp
+
+
+def read_bounded(path: Path, limit: int, *, what: str) -> bytes:
+    """Read at most ``limit`` bytes of an input file, refusing oversize, missing or dangling ones."""
+    try:
+        if path.is_symlink() and not path.resolve().is_file():
+            raise InputError(f"{path}: the {what} is a dangling symlink")
+        size = path.stat().st_size
+        if size > limit:
+            raise InputError(f"{path}: the {what} is {size} bytes, more than the {limit}-byte limit")
+        with open(path, "rb") as fh:
+            return fh.read(limit + 1)[:limit]
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a {what} file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what}: {e.strerror}") from None
