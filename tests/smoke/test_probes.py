@@ -43,8 +43,10 @@ def test_weights_matching_no_module_are_accepted_by_vllm_but_fail_logprob_shift(
     smoke_contract, base_model_dir: Path, vllm_server, tmp_path: Path
 ) -> None:
     # Tensor names under another architecture's module path: vLLM loads them and applies them to nothing.
+    # No fail-fast: what the base itself answers to the chat prompts is the CPU's business (bf16 ties differ
+    # between CPU models), the log-prob shift is what proves the adapter does nothing.
     adapter = write_lora(tmp_path / "nomatch", prefix="base_model.model.decoder.layers", scale_b=0.05)
-    report = _smoke(adapter, smoke_contract, base_model_dir, vllm_server, tmp_path / "out", fail_fast=True)
+    report = _smoke(adapter, smoke_contract, base_model_dir, vllm_server, tmp_path / "out", fail_fast=False)
     assert not report.passed
     assert report.probe("load").passed  # type: ignore[union-attr]
     shift = report.probe("logprob_shift")

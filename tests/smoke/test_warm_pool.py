@@ -32,7 +32,7 @@ def test_pool_refuses_to_hot_load_nan_weights(pool: WarmPool, base_model_dir: Pa
 
 
 def test_nan_adapter_poisons_the_server_and_the_canary_restarts_it_before_the_next_verdict(
-    pool: WarmPool, synthetic_adapter: Path, base_model_dir: Path, tmp_path: Path
+    pool: WarmPool, smoke_adapter: Path, base_model_dir: Path, tmp_path: Path
 ) -> None:
     first = pool.server(base_model_dir)
     nan = write_lora(tmp_path / "nan", nan_in="layers.0.self_attn.q_proj")
@@ -44,7 +44,9 @@ def test_nan_adapter_poisons_the_server_and_the_canary_restarts_it_before_the_ne
         assert client.health()  # and still looks healthy
     pool.unload(loaded)
 
-    report = pool.smoke(synthetic_adapter, base_dir=base_model_dir, out_dir=tmp_path / "verdict")
+    # The verdict after the restart is on the trained adapter, whose answers pass on any CPU; a random
+    # synthetic LoRA's text depends on bf16 ties that differ between CPU models.
+    report = pool.smoke(smoke_adapter, base_dir=base_model_dir, out_dir=tmp_path / "verdict")
 
     assert [e["event"] for e in pool.events].count("canary_failed") == 1
     assert pool.restarts == 1
