@@ -191,6 +191,8 @@ class ModelScores:
     aggregates: Mapping[str, Mapping[str, float | None]]
     raw_dir: Path
     seconds: float
+    #: Documents scored per task (lm-eval ``limit``); ``None`` means every document.
+    limit: int | None = None
 
     def doc_scores(self, task: str, key: str) -> Mapping[str, float] | None:
         """Per-document scores of ``task``'s ``metric,filter``, or ``None`` when absent."""
@@ -290,6 +292,7 @@ def _run_lm_eval(
     work_dir: Path,
     timeout: float,
     request_timeout: float,
+    limit: int | None = None,
 ) -> None:
     """Run the jobs in one lm-eval subprocess, with a progress bar per model and task kind."""
     env = ensure(lm_eval_env_spec())
@@ -303,6 +306,7 @@ def _run_lm_eval(
         "request_timeout": int(request_timeout),
         "max_retries": 2,
         "gen_concurrency": 8,
+        "limit": limit,
         "jobs": [
             {
                 "id": j.id,
@@ -391,7 +395,14 @@ def _run_lm_eval(
 
 
 def _collect(
-    jobs: Sequence[_Job], *, label: str, model: str, server: Server, tasks: TaskSet, seconds: float
+    jobs: Sequence[_Job],
+    *,
+    label: str,
+    model: str,
+    server: Server,
+    tasks: TaskSet,
+    seconds: float,
+    limit: int | None = None,
 ) -> ModelScores:
     per_doc: dict[str, Mapping[str, Mapping[str, float]]] = {}
     aggregates: dict[str, Mapping[str, float | None]] = {}
@@ -408,6 +419,7 @@ def _collect(
         aggregates=aggregates,
         raw_dir=jobs[0].out.parent,
         seconds=seconds,
+        limit=limit,
     )
 
 
@@ -421,6 +433,7 @@ def _score_models(
     out_dir: Path,
     timeout: float,
     request_timeout: float,
+    limit: int | None = None,
 ) -> dict[str, ModelScores]:
     thresholds = _thresholds(contract)
     raw = out_dir / "lm-eval"
@@ -434,6 +447,7 @@ def _score_models(
         work_dir=out_dir,
         timeout=timeout,
         request_timeout=request_timeout,
+        limit=limit,
     )
     seconds = time.monotonic() - started
     return {
@@ -444,6 +458,7 @@ def _score_models(
             server=server,
             tasks=tasks,
             seconds=seconds,
+            limit=limit,
         )
         for label, model in models
     }
@@ -457,8 +472,12 @@ def score_base(
     out_dir: Path,
     timeout: float = 3600.0,
     request_timeout: float = 300.0,
+    limit: int | None = None,
 ) -> ModelScores:
-    """Score the base model on the contract's tasks (reuse it for several adapters on one server)."""
+    """Score the base model on the contract's tasks (reuse it for several adapters on one server).
+
+    ``limit`` scores only the first N documents of each task (lm-eval's ``limit``).
+    """
     tasks = _task_set(contract)
     return _score_models(
         [("base", server.served_model)],
@@ -469,6 +488,7 @@ def score_base(
         out_dir=out_dir,
         timeout=timeout,
         request_timeout=request_timeout,
+        limit=limit,
     )["base"]
 
 
@@ -619,6 +639,7 @@ def run_eval(
     base_scores: ModelScores | None = None,
     timeout: float = 3600.0,
     request_timeout: float = 300.0,
+    limit: int | None = None,
 ) -> EvalReport:
     """Run the evaluation gate and write ``report.json``/``report.md`` into ``out_dir``.
 
@@ -628,12 +649,17 @@ def run_eval(
     ``baseline`` (a released bundle or its eval report) the adapter is judged
     against the released adapter's per-document scores instead of the base.
 
+    ``limit`` scores only the first N documents of each task (a cheap, coarser
+    verdict; recorded in the report's ``limit``).
+
     Bad input raises :class:`InputError`; a server that dies or times out, or an
     evaluator crash, yields a failed report that says why.
     """
     adapter_dir = Path(adapter_dir)
     out_dir = Path(out_dir)
     _check_adapter_dir(adapter_dir)
+    if limit is not None and limit < 1:
+        raise InputError(f"eval limit must be at least 1 document per task, not {limit}")
     tasks = _task_set(contract)
     baseline_path: Path | None = None
     baseline_scores: dict[str, dict[str, dict[str, float]]] | None = None
@@ -651,6 +677,7 @@ def run_eval(
         "confidence": contract.eval.confidence,
         "tasks_dir": str(tasks.path),
         "tasks_sha256": tasks.sha256,
+        "limit": limit,
         "lm_eval": {"requirements": list(lm_eval_env_spec().installs[0].requirements)},
     }
 
@@ -681,6 +708,7 @@ def run_eval(
         and base_scores.server_url == server.url
         and base_scores.model == server.served_model
         and base_scores.tasks_sha256 == tasks.sha256
+        and base_scores.limit == limit
     )
     lora_name = f"gate-eval-{uuid.uuid4().hex[:12]}"
     models = [("adapter", lora_name)]
@@ -706,6 +734,7 @@ def run_eval(
                         out_dir=out_dir,
                         timeout=timeout,
                         request_timeout=request_timeout,
+                        limit=limit,
                     )
                 finally:
                     if server.alive():

@@ -42,7 +42,6 @@ from gate import __version__
 from gate.bundle import (
     CHAT_TEMPLATE,
     CONTRACT,
-    EVAL_MARKDOWN,
     REPORTS,
     REQUIRED_GATES,
     RUN_RECORD,
@@ -62,7 +61,7 @@ from gate.digests import files_digest
 from gate.errors import Error, GateFailure, InputError
 from gate.signing import SigningConfig, TrustPolicy, sign_bundle, tool_versions, verify_signature
 
-__all__ = ["ReleaseRequest", "ReleaseResult", "run_release"]
+__all__ = ["GatesOutcome", "ReleaseRequest", "ReleaseResult", "run_gates", "run_release"]
 
 EventSink = Callable[[dict[str, Any]], None]
 #: Test-only: pause (so a test can SIGKILL the process) right after the event named here.
@@ -396,6 +395,111 @@ def _publish(
     return ReleaseResult(verdict, out_dir, result.to_dict(), resumed, emit.events)
 
 
+@dataclass(frozen=True)
+class GatesOutcome:
+    """What :func:`run_gates` did: one result per gate that ran, their reports, and where it stopped."""
+
+    results: tuple[GateResult, ...]
+    #: Gate name -> the report dict written for it (absent when the gate raised).
+    reports: dict[str, dict[str, Any]]
+    tools: dict[str, str]
+    #: (gate, reason) of the first gate that did not pass, or None when every gate passed.
+    stopped: tuple[str, str] | None
+
+
+def run_gates(
+    adapter: Path,
+    contract: Any,
+    *,
+    base_dir: Path,
+    server: Callable[[], Any],
+    work_dir: Path,
+    report_paths: dict[str, Path],
+    baseline: Path | None = None,
+    base_scores: Any = None,
+    eval_limit: int | None = None,
+    stop_on_failure: bool = True,
+    emit: EventSink | None = None,
+) -> GatesOutcome:
+    """Run check, smoke and eval on ``adapter`` in order, as a release does; write each report.
+
+    ``server`` returns the vLLM server to use (called lazily, so a check failure boots
+    nothing); each gate's own files go under ``work_dir/<gate>`` and its report JSON to
+    ``report_paths[gate]``. ``base_scores`` reuses one base scoring across several
+    adapters on the same server; ``eval_limit`` scores only the first N documents per
+    task. With ``stop_on_failure=False`` every gate runs even after one failed (pilots
+    measure them all); a release stops at the first.
+    """
+    sink = emit or (lambda event: None)
+    results: list[GateResult] = []
+    reports: dict[str, dict[str, Any]] = {}
+    tools: dict[str, str] = {}
+    stopped: tuple[str, str] | None = None
+
+    def check() -> Any:
+        from gate.check import run_check
+
+        return run_check(adapter, contract, base_dir)
+
+    def smoke() -> Any:
+        from gate.smoke import run_smoke
+
+        return run_smoke(adapter, contract, base_dir=base_dir, server=server(), out_dir=work_dir / "smoke")
+
+    def evaluate() -> Any:
+        from gate.evaluate import run_eval
+
+        return run_eval(
+            adapter,
+            contract,
+            base_dir=base_dir,
+            server=server(),
+            out_dir=work_dir / "eval",
+            baseline=baseline,
+            base_scores=base_scores,
+            limit=eval_limit,
+        )
+
+    steps: dict[str, Callable[[], Any]] = {"check": check, "smoke": smoke, "eval": evaluate}
+    for name in REQUIRED_GATES:
+        sink({"event": "gate.start", "gate": name})
+        started_at, t0 = _now(), time.monotonic()
+        report_path: str | None = None
+        try:
+            report = steps[name]()
+            data = report.to_dict()
+            status: GateStatus = "passed" if report.passed else "failed"
+            summary = _summary(data, report.passed)
+            target = report_paths[name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(target, data)
+            if name == "eval" and hasattr(report, "to_markdown"):
+                atomic_write_text(target.with_suffix(".md"), report.to_markdown())
+            reports[name] = data
+            tools.update(_report_tools(data))
+            report_path = str(target)
+        except Error as e:
+            status, summary = "error", e.message
+        seconds = round(time.monotonic() - t0, 3)
+        results.append(
+            GateResult(
+                name=name,
+                status=status,
+                summary=summary,
+                report=report_path,
+                started_at=started_at,
+                finished_at=_now(),
+                seconds=seconds,
+            )
+        )
+        sink({"event": "gate.finish", "gate": name, "status": status, "summary": summary, "seconds": seconds})
+        if status != "passed" and stopped is None:
+            stopped = (name, f"gate {name} {status}: {summary}")
+            if stop_on_failure:
+                break
+    return GatesOutcome(tuple(results), reports, tools, stopped)
+
+
 def _run_gates(
     request: ReleaseRequest,
     contract: Any,
@@ -415,9 +519,7 @@ def _run_gates(
     atomic_write_text(bundle / CHAT_TEMPLATE, contract.prompt.chat_template)
     shutil.copyfile(request.run_dir / "run.json", bundle / RUN_RECORD)
     work.mkdir(parents=True, exist_ok=True)
-    results: list[GateResult] = []
     tools: dict[str, str] = {"gate": __version__, "python": platform.python_version(), **tool_versions()}
-    stopped: tuple[str, str] | None = None
     server_stack = contextlib.ExitStack()
     server_box: list[Any] = []
 
@@ -434,69 +536,24 @@ def _run_gates(
                 )
         return server_box[0]
 
-    def check() -> Any:
-        from gate.check import run_check
-
-        return run_check(adapter, contract, base_dir)
-
-    def smoke() -> Any:
-        from gate.smoke import run_smoke
-
-        return run_smoke(adapter, contract, base_dir=base_dir, server=server(), out_dir=work / "smoke")
-
-    def evaluate() -> Any:
-        from gate.evaluate import run_eval
-
-        return run_eval(
+    with server_stack:
+        outcome = run_gates(
             adapter,
             contract,
             base_dir=base_dir,
-            server=server(),
-            out_dir=work / "eval",
+            server=server,
+            work_dir=work,
+            report_paths={name: bundle / rel for name, rel in REPORTS.items()},
             baseline=request.baseline,
+            emit=emit,
         )
-
-    steps: dict[str, Callable[[], Any]] = {"check": check, "smoke": smoke, "eval": evaluate}
-    with server_stack:
-        for name in REQUIRED_GATES:
-            emit({"event": "gate.start", "gate": name})
-            started_at, t0 = _now(), time.monotonic()
-            try:
-                report = steps[name]()
-                data = report.to_dict()
-                status: GateStatus = "passed" if report.passed else "failed"
-                summary = _summary(data, report.passed)
-                atomic_write_json(bundle / REPORTS[name], data)
-                if name == "eval" and hasattr(report, "to_markdown"):
-                    atomic_write_text(bundle / EVAL_MARKDOWN, report.to_markdown())
-                tools.update(_report_tools(data))
-                report_path: str | None = REPORTS[name]
-            except Error as e:
-                status, summary, report_path = "error", e.message, None
-            seconds = round(time.monotonic() - t0, 3)
-            results.append(
-                GateResult(
-                    name=name,
-                    status=status,
-                    summary=summary,
-                    report=report_path,
-                    started_at=started_at,
-                    finished_at=_now(),
-                    seconds=seconds,
-                )
-            )
-            emit(
-                {
-                    "event": "gate.finish",
-                    "gate": name,
-                    "status": status,
-                    "summary": summary,
-                    "seconds": seconds,
-                }
-            )
-            if status != "passed":
-                stopped = (name, f"gate {name} {status}: {summary}")
-                break
+    # The verdict names each report by its path inside the bundle.
+    results = tuple(
+        r.model_copy(update={"report": REPORTS[r.name] if r.report is not None else None})
+        for r in outcome.results
+    )
+    tools.update(outcome.tools)
+    stopped = outcome.stopped
     if stopped is None and contract.approval.required and not request.approved:
         stopped = ("approval", "the contract requires a person's approval before signing")
     return Verdict(
@@ -504,7 +561,7 @@ def _run_gates(
         stopped_at=stopped[0] if stopped else None,
         reason=stopped[1] if stopped else None,
         required_gates=REQUIRED_GATES,
-        gates=tuple(results),
+        gates=results,
         contract=ContractRef(name=contract.name, version=contract.metadata.version, sha256=contract.sha256),
         adapter_digest=adapter_digest,
         base_model={

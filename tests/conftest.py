@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.adapters",
     "tests.fixtures.registry",
     "tests.fixtures.service",
+    "tests.fixtures.pilot",
 ]
 
 

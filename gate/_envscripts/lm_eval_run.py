@@ -117,6 +117,7 @@ def run_job(job, cfg, task_manager):
         tasks=list(job["tasks"]),
         task_manager=task_manager,
         num_fewshot=0,
+        limit=cfg.get("limit"),
         log_samples=True,
         apply_chat_template=job["kind"] == "generate",
         bootstrap_iters=cfg.get("bootstrap_iters", 1000),

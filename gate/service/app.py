@@ -28,6 +28,7 @@ from gate.service.archives import ArchiveError
 from gate.service.auth import OIDCVerifier
 from gate.service.db import async_engine, async_sessions, migrate, sync_engine
 from gate.service.domain.contracts import ContractController
+from gate.service.domain.pilots import PilotController, PilotUIController
 from gate.service.domain.releases import AuditController, ReleaseController
 from gate.service.domain.system import RunController, SystemController, TokenController
 from gate.service.domain.ui import UIController
@@ -141,6 +142,8 @@ def create_app(settings: Settings | None = None, *, start_workers: bool = True) 
             RunController,
             TokenController,
             UIController,
+            PilotController,
+            PilotUIController,
         ],
         lifespan=[lifespan],
         middleware=[

@@ -228,12 +228,21 @@ def test_release_workflow_releases_the_embedded_default_and_the_verify_action_ac
 
     # The serving side: the composite action verifies what the workflow published (gate is on
     # PATH from the release job's install step, as a later step of the same job would see it).
-    verify_inputs = action_defaults(ACTION) | {
-        "ref": target,
-        "key": str(public),
-        "contract": "contracts/smollm2-vllm.yaml",
-        "install": "false",
+    # The registry is private (htpasswd): the serving side passes its pull credentials as the action's inputs.
+    pull_credentials = {
+        "registry-username": docker_registry.username,
+        "registry-password": docker_registry.password,
     }
+    verify_inputs = (
+        action_defaults(ACTION)
+        | pull_credentials
+        | {
+            "ref": target,
+            "key": str(public),
+            "contract": "contracts/smollm2-vllm.yaml",
+            "install": "false",
+        }
+    )
     vjob = runner.run_steps(ACTION["runs"]["steps"], inputs=verify_inputs)
     assert vjob.succeeded, vjob.log[-4000:]
     assert vjob.step("verify").outputs["verified"] == "true"
@@ -247,7 +256,9 @@ def test_release_workflow_releases_the_embedded_default_and_the_verify_action_ac
     _, other_public = _keys(tmp_path / "other")
     bad = runner.run_steps(
         ACTION["runs"]["steps"],
-        inputs=action_defaults(ACTION) | {"ref": target, "key": str(other_public), "install": "false"},
+        inputs=action_defaults(ACTION)
+        | pull_credentials
+        | {"ref": target, "key": str(other_public), "install": "false"},
     )
     step = bad.step("verify")
     assert step.returncode == 1, bad.log[-3000:]

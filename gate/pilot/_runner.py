@@ -1,0 +1,302 @@
+"""Run a pilot: the same spec through every toolkit, every gate on each adapter, repeats for drift.
+
+A pilot is an ordinary set of runs (``OUT/runs/<toolkit>-<i>/`` are RUN_DIRs made
+by :func:`gate.training.train`, releasable with ``gate release --run``). The
+gates run through :func:`gate.pipeline.run_gates`, the code a release uses, on
+repeat 1 of each toolkit, against one vLLM server for the whole pilot; the base
+model is scored once and reused as every adapter's comparison. A failing gate is
+data in the matrix; a toolkit whose training fails is recorded as a failed run
+and the pilot goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gate.console import atomic_write_json, atomic_write_text, err
+from gate.errors import Error, InputError
+from gate.pilot._build import build_matrix, run_id
+from gate.pilot._matrix import PilotMatrix
+from gate.pilot._render import render_html, render_markdown, score_chart_svg
+from gate.pilot._weights import Weights
+
+__all__ = ["PilotRequest", "PilotResult", "run_pilot", "write_outputs"]
+
+MATRIX_FILE = "pilot.json"
+MARKDOWN_FILE = "pilot.md"
+HTML_FILE = "pilot.html"
+CHART_FILE = "pilot-chart.svg"
+DEFAULT_TOOLKITS = ("llamafactory", "axolotl", "unsloth")
+
+
+@dataclass(frozen=True)
+class PilotRequest:
+    """What to pilot: the spec, the toolkits, repeats, and where everything goes."""
+
+    spec_path: Path
+    toolkits: tuple[str, ...]
+    out_dir: Path
+    repeats: int = 2
+    steps: int | None = None
+    contract_path: Path | None = None
+    weights_path: Path | None = None
+    #: Score only the first N documents of each eval task (lm-eval ``limit``); None: every document.
+    eval_limit: int | None = None
+    #: An already running vLLM server (else one is started for the pilot and stopped after).
+    server_url: str | None = None
+    base_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class PilotResult:
+    """The matrix and where it was written."""
+
+    matrix: PilotMatrix
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every cell was measured, 1 when some could not be (a run or gate failed to produce it)."""
+        return 0 if self.matrix.complete else 1
+
+
+def _validate(req: PilotRequest) -> tuple[Any, Weights]:
+    from gate.contract import Contract
+    from gate.resources import default_contract
+    from gate.spec import TrainSpec
+    from gate.training import trainers
+
+    if not req.toolkits:
+        raise InputError("--toolkits names no toolkit", hint=f"e.g. {','.join(DEFAULT_TOOLKITS)}")
+    if len(set(req.toolkits)) != len(req.toolkits):
+        raise InputError(f"--toolkits names a toolkit twice: {','.join(req.toolkits)}")
+    for tk in req.toolkits:
+        trainers.get(tk)  # InputError with did-you-mean on a typo
+    if not 1 <= req.repeats <= 20:
+        raise InputError(f"--repeats must be 1..20, not {req.repeats}")
+    if req.steps is not None and req.steps < 1:
+        raise InputError(f"--steps must be at least 1, not {req.steps}")
+    if req.eval_limit is not None and req.eval_limit < 1:
+        raise InputError(f"--eval-limit must be at least 1, not {req.eval_limit}")
+    TrainSpec.from_yaml(req.spec_path)
+    contract = Contract.from_yaml(req.contract_path or default_contract())
+    weights = Weights.load(req.weights_path) if req.weights_path else Weights()
+    out = req.out_dir
+    if out.is_symlink():
+        raise InputError(f"--out {out} is a symlink", hint="give a real directory path")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"--out {out} exists and is not an empty directory", hint="give a new directory")
+    return contract, weights
+
+
+@contextlib.contextmanager
+def _phase(phases: dict[str, float], name: str, what: str) -> Iterator[None]:
+    err.print(f"[bold]gate pilot:[/bold] {what}")
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.monotonic() - t0
+        err.print(f"gate pilot: {what}: {time.monotonic() - t0:.0f}s")
+
+
+def _copy_env_marker(toolkit: str, out_dir: Path) -> None:
+    from gate.envs import build_info
+    from gate.training import Host, get_trainer
+
+    info = build_info(get_trainer(toolkit).env_spec(Host.detect()))
+    if info is not None:
+        atomic_write_json(out_dir / "envs" / f"{toolkit}.json", info)
+
+
+def _train_all(req: PilotRequest, out: Path, phases: dict[str, float]) -> dict[str, bool]:
+    from gate.training import train
+
+    ok: dict[str, bool] = {}
+    for tk in req.toolkits:
+        with _phase(phases, f"train.{tk}", f"training {tk} x{req.repeats}"):
+            for i in range(1, req.repeats + 1):
+                run_dir = out / "runs" / run_id(tk, i)
+                try:
+                    train(req.spec_path, tk, run_dir, steps=req.steps)
+                    ok[run_id(tk, i)] = True
+                except Error as e:
+                    # Reliability is a criterion: the failure is in run.json; the pilot goes on.
+                    err.print(f"[red]gate pilot: {tk} run {i} failed: {e.message}[/red]")
+                    ok[run_id(tk, i)] = False
+            _copy_env_marker(tk, out)
+    return ok
+
+
+def _gates_all(
+    req: PilotRequest, contract: Any, out: Path, ok: dict[str, bool], phases: dict[str, float]
+) -> None:
+    from gate.base_model import cached_smollm2
+    from gate.evaluate import score_base
+    from gate.pipeline import run_gates
+    from gate.serving import VLLMServer
+
+    ready = [tk for tk in req.toolkits if ok.get(run_id(tk, 1))]
+    if not ready:
+        return
+    base_dir = req.base_dir or cached_smollm2()
+    with contextlib.ExitStack() as stack:
+        box: list[Any] = []
+        failed: list[Error] = []
+
+        def server() -> Any:
+            # Started on first use; a server that cannot start fails the smoke and eval gates of
+            # every adapter (recorded in their results), not the pilot.
+            if failed:
+                raise failed[0]
+            if not box:
+                with _phase(phases, "server.start", "starting one vLLM server for the pilot"):
+                    try:
+                        if req.server_url:
+                            box.append(VLLMServer.attach(req.server_url))
+                        else:
+                            box.append(
+                                stack.enter_context(
+                                    VLLMServer.start(base_dir, contract, log_dir=out / "server")
+                                )
+                            )
+                    except Error as e:
+                        failed.append(e)
+                        raise
+            return box[0]
+
+        with contextlib.suppress(Error):
+            server()
+        base_scores = None
+        with _phase(phases, "eval.base", "scoring the base model once"):
+            try:
+                base_scores = score_base(
+                    contract,
+                    server=server(),
+                    base_dir=base_dir,
+                    out_dir=out / "base-eval",
+                    limit=req.eval_limit,
+                )
+            except Error as e:
+                # Each eval then scores the base itself (slower, same verdicts) or fails with the reason.
+                err.print(f"[yellow]gate pilot: base scoring failed ({e.message})[/yellow]")
+        for tk in ready:
+            run_dir = out / "runs" / run_id(tk, 1)
+            with _phase(phases, f"gates.{tk}", f"gates on {tk} (check, smoke, eval)"):
+                outcome = run_gates(
+                    run_dir / "adapter",
+                    contract,
+                    base_dir=base_dir,
+                    server=server,
+                    work_dir=run_dir / "gates",
+                    report_paths={g: run_dir / "gates" / f"{g}.json" for g in ("check", "smoke", "eval")},
+                    base_scores=base_scores,
+                    eval_limit=req.eval_limit,
+                    stop_on_failure=False,
+                    emit=_gate_event(tk),
+                )
+            status = ", ".join(f"{r.name} {r.status}" for r in outcome.results)
+            err.print(f"gate pilot: {tk}: {status}")
+
+
+def _gate_event(toolkit: str) -> Callable[[dict[str, Any]], None]:
+    def sink(event: dict[str, Any]) -> None:
+        if event.get("event") == "gate.finish":
+            err.print(
+                f"gate pilot: {toolkit} {event.get('gate')}: {event.get('status')} ({event.get('seconds')}s)"
+            )
+
+    return sink
+
+
+def write_outputs(matrix: PilotMatrix, out: Path) -> dict[str, Path]:
+    """Write pilot.json, pilot.md, pilot.html and pilot-chart.svg into ``out`` atomically."""
+    files = {
+        "json": out / MATRIX_FILE,
+        "markdown": out / MARKDOWN_FILE,
+        "html": out / HTML_FILE,
+        "chart": out / CHART_FILE,
+    }
+    atomic_write_json(files["json"], matrix.to_dict())
+    atomic_write_text(files["markdown"], render_markdown(matrix))
+    atomic_write_text(files["html"], render_html(matrix))
+    atomic_write_text(files["chart"], score_chart_svg(matrix) + "\n")
+    return files
+
+
+def eval_metric_keys(contract: Any) -> list[str]:
+    """``task/metric,filter`` of every metric the contract's eval judges."""
+    return [f"{t.task}/{t.metric},{t.filter}" for t in contract.eval.tasks]
+
+
+def run_pilot(req: PilotRequest) -> PilotResult:
+    """Train, gate and compare (see the module docstring); write the matrix files into ``req.out_dir``.
+
+    Raises :class:`InputError` for bad input before anything runs.
+    """
+    from gate.training import Host
+
+    contract, weights = _validate(req)
+    out = req.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    weights_file: str | None = None
+    if req.weights_path is not None:
+        (out / "inputs").mkdir(exist_ok=True)
+        weights_file = f"inputs/weights{req.weights_path.suffix or '.yaml'}"
+        shutil.copyfile(req.weights_path, out / weights_file)
+    phases: dict[str, float] = {}
+    started = time.monotonic()
+    ok = _train_all(req, out, phases)
+    _gates_all(req, contract, out, ok, phases)
+    t0 = time.monotonic()
+    spec_bytes = Path(req.spec_path).read_bytes()
+    matrix = build_matrix(
+        out,
+        toolkits=req.toolkits,
+        repeats=req.repeats,
+        eval_metrics=eval_metric_keys(contract),
+        weights=weights,
+        weights_file=weights_file,
+        spec={"name": Path(req.spec_path).name, "sha256": hashlib.sha256(spec_bytes).hexdigest()},
+        contract={
+            "name": contract.name,
+            "file": contract.source_path.name,
+            "sha256": contract.sha256,
+        },
+        settings={
+            "toolkits": list(req.toolkits),
+            "repeats": req.repeats,
+            "steps": req.steps,
+            "eval_limit": req.eval_limit,
+            "device": Host.detect().device_name,
+            "server": "attached" if req.server_url else "started for the pilot",
+        },
+        phases={**phases, "matrix": time.monotonic() - t0, "total": time.monotonic() - started},
+    )
+    files = write_outputs(matrix, out)
+    verdict = "complete" if matrix.complete else f"INCOMPLETE ({len(matrix.missing)} cell(s) not measured)"
+    err.print(f"gate pilot: matrix {verdict}: {files['html']}")
+    return PilotResult(matrix, out, files)
+
+
+def load_matrix(path: Path, *, max_bytes: int = 16 << 20) -> PilotMatrix:
+    """Read and validate a ``pilot.json`` (bounded size, no symlink)."""
+    import json
+
+    if path.is_symlink() or not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    if path.stat().st_size > max_bytes:
+        raise InputError(f"{path}: larger than {max_bytes} bytes")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON: {e}") from None
+    return PilotMatrix.from_dict(data, where=str(path))
