@@ -81,6 +81,11 @@ def test_a_release_interrupted_by_a_server_crash_is_retried_and_published_exactl
     if outcome == "published":
         digest, _ = docker_registry.manifest("adapters/crash", "1.0.0")
         assert after["digest"] == digest == audit[-1]["digest"]
-        assert docker_registry.tags("adapters/crash") == ["1.0.0"]
+        # One version tag, and the signature's referrers tag (docker-registry has no referrers API) that
+        # names the published digest and lists exactly one signature: nothing was published twice.
+        referrers_tag = "sha256-" + digest.split(":", 1)[1]
+        assert sorted(docker_registry.tags("adapters/crash")) == sorted(["1.0.0", referrers_tag])
+        found = docker_registry.manifest("adapters/crash", referrers_tag)
+        assert found is not None and len(found[1]["manifests"]) == 1, found
     else:
         assert after["digest"] is None and docker_registry.tags("adapters/crash") == []

@@ -121,8 +121,6 @@ def test_preflight_cli_reports_json_and_exit_status(
 
 
 @pytest.mark.slow
-# Opt-in until seen passing after preflight's last change (servability probes only); see the closing note.
-@pytest.mark.extended
 def test_bundled_spec_passes_preflight_with_check_and_servable_smoke(
     tmp_path: Path, default_spec_path: Path, default_contract_path: Path, vllm_server: object
 ) -> None:
