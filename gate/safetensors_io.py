@@ -39,6 +39,7 @@ __all__ = [
     "TensorInfo",
     "open_nofollow",
     "read_header",
+    "read_tensor",
     "scan_nonfinite",
 ]
 
@@ -240,6 +241,27 @@ def scan_nonfinite(path: Path, header: SafetensorsHeader | None = None) -> dict[
             counts[name] = found
             pos = end
     return counts
+
+
+def read_tensor(path: Path, header: SafetensorsHeader, name: str) -> np.ndarray:
+    """One floating-point tensor of ``path`` as float64 (BF16 widened exactly); refuses symlinks.
+
+    ``header`` is :func:`read_header`'s, which has already bounded the offsets by the file size.
+    """
+    info = header.tensors[name]
+    begin, end = (header.data_start + o for o in info.data_offsets)
+    buf = bytearray(end - begin)
+    with open_nofollow(path) as fh:
+        fh.seek(begin)
+        if _read_full(fh, memoryview(buf)) != len(buf):
+            raise _fail(path, f"tensor {name!r}: file ended early (truncated while reading)")
+    numpy_type = _NUMPY_FLOATS.get(info.dtype)
+    if numpy_type is not None:
+        return np.frombuffer(buf, dtype=numpy_type).astype(np.float64)
+    if info.dtype == "BF16":  # the upper half of a float32
+        widened = np.frombuffer(buf, dtype=np.uint16).astype(np.uint32) << 16
+        return widened.view(np.float32).astype(np.float64)
+    raise _fail(path, f"tensor {name!r}: dtype {info.dtype} is not a float type gate can compare")
 
 
 def _count_nonfinite(buf: bytearray, dtype: str, count: int, flags: np.ndarray) -> int:

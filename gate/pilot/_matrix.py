@@ -245,25 +245,9 @@ def config_keys(text: str) -> int:
     return _leaf_count(data)
 
 
-_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16}
-
-
-def _tensor(path: Path, info: Any, start: int) -> np.ndarray:
-    begin, end = info.data_offsets
-    with open(path, "rb") as fh:
-        fh.seek(start + begin)
-        buf = fh.read(end - begin)
-    if info.dtype == "BF16":
-        raw = np.frombuffer(buf, dtype=np.uint16).astype(np.uint32) << 16
-        return raw.view(np.float32).astype(np.float64)
-    if info.dtype not in _DTYPES:
-        raise InputError(f"{path}: tensor dtype {info.dtype} is not a float type")
-    return np.frombuffer(buf, dtype=_DTYPES[info.dtype]).astype(np.float64)
-
-
 def max_abs_weight_diff(a: Path, b: Path) -> float:
     """Largest absolute element difference between two safetensors files with the same tensors."""
-    from gate.safetensors_io import read_header
+    from gate.safetensors_io import read_header, read_tensor
 
     for p in (a, b):
         if p.stat().st_size > _MAX_WEIGHTS_BYTES:
@@ -276,7 +260,7 @@ def max_abs_weight_diff(a: Path, b: Path) -> float:
         ta, tb = ha.tensors[name], hb.tensors[name]
         if tuple(ta.shape) != tuple(tb.shape):
             return math.inf
-        x, y = _tensor(a, ta, ha.data_start), _tensor(b, tb, hb.data_start)
+        x, y = read_tensor(a, ha, name), read_tensor(b, hb, name)
         if x.size:
             worst = max(worst, float(np.max(np.abs(x - y))))
     return worst
