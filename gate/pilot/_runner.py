@@ -140,6 +140,7 @@ def _gates_all(
     req: PilotRequest, contract: Any, out: Path, ok: dict[str, bool], phases: dict[str, float]
 ) -> None:
     from gate.base_model import cached_smollm2
+    from gate.bundle import REQUIRED_GATES
     from gate.evaluate import score_base
     from gate.pipeline import run_gates
     from gate.serving import VLLMServer
@@ -197,7 +198,7 @@ def _gates_all(
                     base_dir=base_dir,
                     server=server,
                     work_dir=run_dir / "gates",
-                    report_paths={g: run_dir / "gates" / f"{g}.json" for g in ("check", "smoke", "eval")},
+                    report_paths={g: run_dir / "gates" / f"{g}.json" for g in REQUIRED_GATES},
                     base_scores=base_scores,
                     eval_limit=req.eval_limit,
                     stop_on_failure=False,
