@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= dev,service
-APT_PACKAGES ?= chromium docker-registry postgresql-15
+APT_PACKAGES ?= chromium docker-registry postgresql-15 skopeo
 
 .PHONY: setup system-deps test lint typecheck demo bench clean
 
