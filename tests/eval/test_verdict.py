@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gate._eval_report import EvalReport, render_markdown
-from gate._eval_stats import MetricThreshold, judge_metric, paired_delta
 from gate.errors import InputError
 from gate.evaluate import load_baseline
+from gate.evaluate._report import EvalReport, render_markdown
+from gate.evaluate._stats import MetricThreshold, judge_metric, paired_delta
 
 GEN = MetricThreshold(
     task="capitals_terse", metric="exact_match", filter="strip", kind="generate", min=0.5, max_regression=0.05

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate._eval_stats import MetricVerdict
 from gate.console import atomic_write_json, atomic_write_text
+from gate.evaluate._stats import MetricVerdict
 
 __all__ = ["REPORT_KIND", "REPORT_VERSION", "EvalReport", "render_markdown"]
 

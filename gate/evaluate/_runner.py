@@ -1,0 +1,272 @@
+"""Running lm-eval: one subprocess in the lm-eval environment per scoring, with a progress bar."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gate.console import atomic_write_json, err, progress
+from gate.contract import Contract
+from gate.envs import ensure, gate_home
+from gate.errors import ServerError, ToolError
+from gate.evaluate._env import lm_eval_env_spec
+from gate.evaluate._scores import ModelScores, _aggregates, _read_job
+from gate.evaluate._stats import MetricThreshold
+from gate.evaluate._tasks import TaskSet, task_set, thresholds
+from gate.proc import run_streamed
+
+__all__ = ["Server", "score_base", "score_models"]
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "_envscripts" / "lm_eval_run.py"
+_EVENT = "@@gate "
+
+
+class Server(Protocol):
+    """What the gate needs of a server (``gate.serving.VLLMServer`` provides it)."""
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8000``."""
+
+    @property
+    def served_model(self) -> str:
+        """The base model's name in ``/v1/models``."""
+
+    def alive(self) -> bool:
+        """Whether the server still answers."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    id: str
+    label: str
+    model: str
+    kind: str
+    tasks: tuple[str, ...]
+    out: Path
+
+
+def _jobs_for(label: str, model: str, thresholds: Sequence[MetricThreshold], root: Path) -> list[_Job]:
+    jobs = []
+    for kind in ("generate", "multiple_choice"):
+        tasks = tuple(dict.fromkeys(t.task for t in thresholds if t.kind == kind))
+        if tasks:
+            jobs.append(_Job(f"{label}-{kind}", label, model, kind, tasks, root / label / kind))
+    return jobs
+
+
+def _run_lm_eval(
+    jobs: Sequence[_Job],
+    *,
+    server: Server,
+    tasks: TaskSet,
+    base_dir: Path,
+    work_dir: Path,
+    timeout: float,
+    request_timeout: float,
+    limit: int | None = None,
+) -> None:
+    """Run the jobs in one lm-eval subprocess, with a progress bar per model and task kind."""
+    env = ensure(lm_eval_env_spec())
+    for job in jobs:
+        if job.out.exists():
+            shutil.rmtree(job.out)
+    config = {
+        "tasks_dir": str(tasks.path.resolve()),
+        "base_url": server.url,
+        "tokenizer": str(base_dir.resolve()),
+        "request_timeout": int(request_timeout),
+        "max_retries": 2,
+        "gen_concurrency": 8,
+        "limit": limit,
+        "jobs": [
+            {
+                "id": j.id,
+                "label": j.label,
+                "model": j.model,
+                "kind": j.kind,
+                "tasks": list(j.tasks),
+                "out": str(j.out.resolve()),
+            }
+            for j in jobs
+        ],
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # The child runs in the tasks directory (task YAML names its data relative to itself).
+    work_dir = work_dir.absolute()
+    config_path = work_dir / f"lm-eval-{jobs[0].label}.json"
+    atomic_write_json(config_path, config)
+    log = work_dir / f"lm-eval-{jobs[0].label}.log"
+    extra = {
+        "HF_DATASETS_CACHE": str(gate_home() / "lm-eval" / "datasets"),
+        "PYTHONUNBUFFERED": "1",
+        # gate draws its own bar from the child's events; tqdm's carriage returns only garble the log.
+        "TQDM_DISABLE": "1",
+    }
+    with progress() as bar:
+        ids = {
+            j.id: bar.add_task(f"{j.label} · {', '.join(j.tasks)}", total=None, status="waiting")
+            for j in jobs
+        }
+
+        def on_line(line: str) -> None:
+            # A progress line of the child's stderr may precede the event on the same line.
+            at = line.find(_EVENT)
+            if at < 0:
+                return
+            try:
+                event = json.loads(line[at + len(_EVENT) :])
+            except ValueError:
+                return
+            task_id = ids.get(str(event.get("job")))
+            if task_id is None:
+                return
+            kind = event.get("event")
+            name = bar.tasks[task_id].description
+            if kind == "start":
+                bar.update(task_id, status="loading tasks")
+            elif kind == "total":
+                current = bar.tasks[task_id].total or 0
+                bar.update(task_id, total=current + int(event.get("n", 0)), status="requests")
+                if not err.is_terminal:  # a CI log gets plain lines instead of a live bar
+                    err.print(f"gate eval: {name}: {event.get('n')} requests")
+            elif kind == "advance":
+                bar.advance(task_id, int(event.get("n", 1)))
+            elif kind == "done":
+                bar.update(task_id, status=f"done in {event.get('seconds')}s")
+                if not err.is_terminal:
+                    err.print(f"gate eval: {name}: done in {event.get('seconds')}s")
+
+        try:
+            done = run_streamed(
+                [str(env.python), str(_SCRIPT), str(config_path)],
+                env=env.environ(extra),
+                cwd=tasks.path,
+                log_path=log,
+                on_line=on_line,
+                timeout=timeout,
+            )
+        except ToolError as e:
+            if not server.alive():
+                raise ServerError(f"the vLLM server at {server.url} died during the evaluation") from e
+            raise ServerError(
+                f"the evaluation did not finish within {timeout:.0f}s: the server at {server.url} "
+                "is too slow or hung",
+                hint=f"lm-eval log: {log}",
+            ) from e
+    if done.returncode != 0:
+        if not server.alive():
+            raise ServerError(
+                f"the vLLM server at {server.url} died during the evaluation", hint=f"lm-eval log: {log}"
+            )
+        tail = done.tail[-1500:]
+        if re.search(r"Timeout|timed out|ConnectionError|Connection refused|ServerDisconnected", tail):
+            raise ServerError(
+                f"the vLLM server at {server.url} stopped answering during the evaluation",
+                hint=f"lm-eval log: {log}\n{tail}",
+            )
+        raise ToolError(f"lm-eval failed (exit {done.returncode})", hint=f"log: {log}\n{tail}")
+
+
+def _collect(
+    jobs: Sequence[_Job],
+    *,
+    label: str,
+    model: str,
+    server: Server,
+    tasks: TaskSet,
+    seconds: float,
+    limit: int | None = None,
+) -> ModelScores:
+    per_doc: dict[str, Mapping[str, Mapping[str, float]]] = {}
+    aggregates: dict[str, Mapping[str, float | None]] = {}
+    for job in jobs:
+        docs, results = _read_job(job.out, job.tasks)
+        per_doc.update(docs)
+        aggregates.update(_aggregates(results, job.tasks))
+    return ModelScores(
+        label=label,
+        model=model,
+        server_url=server.url,
+        tasks_sha256=tasks.sha256,
+        per_doc=per_doc,
+        aggregates=aggregates,
+        raw_dir=jobs[0].out.parent,
+        seconds=seconds,
+        limit=limit,
+    )
+
+
+def score_models(
+    models: Sequence[tuple[str, str]],
+    contract: Contract,
+    *,
+    server: Server,
+    tasks: TaskSet,
+    base_dir: Path,
+    out_dir: Path,
+    timeout: float,
+    request_timeout: float,
+    limit: int | None = None,
+) -> dict[str, ModelScores]:
+    wanted = thresholds(contract)
+    raw = out_dir / "lm-eval"
+    jobs = [j for label, model in models for j in _jobs_for(label, model, wanted, raw)]
+    started = time.monotonic()
+    _run_lm_eval(
+        jobs,
+        server=server,
+        tasks=tasks,
+        base_dir=base_dir,
+        work_dir=out_dir,
+        timeout=timeout,
+        request_timeout=request_timeout,
+        limit=limit,
+    )
+    seconds = time.monotonic() - started
+    return {
+        label: _collect(
+            [j for j in jobs if j.label == label],
+            label=label,
+            model=model,
+            server=server,
+            tasks=tasks,
+            seconds=seconds,
+            limit=limit,
+        )
+        for label, model in models
+    }
+
+
+def score_base(
+    contract: Contract,
+    *,
+    server: Server,
+    base_dir: Path,
+    out_dir: Path,
+    timeout: float = 3600.0,
+    request_timeout: float = 300.0,
+    limit: int | None = None,
+) -> ModelScores:
+    """Score the base model on the contract's tasks (reuse it for several adapters on one server).
+
+    ``limit`` scores only the first N documents of each task (lm-eval's ``limit``).
+    """
+    tasks = task_set(contract)
+    return score_models(
+        [("base", server.served_model)],
+        contract,
+        server=server,
+        tasks=tasks,
+        base_dir=base_dir,
+        out_dir=out_dir,
+        timeout=timeout,
+        request_timeout=request_timeout,
+        limit=limit,
+    )["base"]
