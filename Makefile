@@ -15,6 +15,8 @@ APT_PACKAGES ?= chromium docker-registry postgresql-15 skopeo
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	@# The distribution was called "gate" before it became lora-gate (PyPI's "gate" is another project).
+	$(BIN)/uv pip uninstall --quiet -p $(BIN)/python gate 2>/dev/null || true
 	$(BIN)/uv pip install --quiet -p $(BIN)/python -e '.[$(EXTRAS)]'
 	touch $@
 

@@ -76,7 +76,7 @@ class RayExecutor(Executor):
             from gate.errors import EnvironmentBuildError
 
             raise EnvironmentBuildError(
-                "the ray executor needs Ray", hint="pip install 'gate[service]' (ray[default]==2.60.0)"
+                "the ray executor needs Ray", hint="pip install 'lora-gate[service]' (ray[default]==2.60.0)"
             ) from e
         self.settings = settings
         self._ray: Any = ray

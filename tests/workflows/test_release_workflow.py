@@ -204,7 +204,7 @@ def test_release_workflow_releases_the_embedded_default_and_the_verify_action_ac
             "sign-key": "keys/signing.pem",
             "registry-username": docker_registry.username,
             # The workflow's own install step installs gate from this checkout.
-            "gate-package": str(ROOT),
+            "gate-path": str(ROOT),
         }
     )
     job = _run_release_job(runner, inputs)
