@@ -47,6 +47,7 @@ __all__ = [
     "sign_bundle",
     "tool_versions",
     "verify_signature",
+    "verify_signature_bytes",
 ]
 
 SignMethod = Literal["key", "certificate", "sigstore"]
@@ -369,6 +370,21 @@ def verify_signature(root: Path, policy: TrustPolicy, *, signature: Path | None 
         raise GateFailure(f"{sig_path} is not a sigstore bundle")
     # Refuse unsafe names and symlinks before model-signing walks the tree.
     list_files(root, with_digests=False)
+    cfg, signer = _verifier_config(sig, policy)
+    try:
+        cfg.verify(root, sig_path)
+    except Exception as e:  # model-signing raises ValueError, InvalidSignature, OpenSSL errors...
+        detail = str(e) or type(e).__name__
+        if type(e).__name__ == "InvalidSignature":
+            detail = "the signature does not match the pinned key"
+        raise GateFailure(
+            f"signature verification failed: {detail}", hint=f"pinned signer: {policy.describe()}"
+        ) from e
+    return SignedContent(files=_signed_files(sig), signer=signer, method=policy.method)
+
+
+def _verifier_config(sig: dict[str, Any], policy: TrustPolicy) -> tuple[Any, str]:
+    """model-signing's verifying config for ``policy``, and the pinned signer in words."""
     from model_signing import verifying
 
     cfg = verifying.Config().set_hashing_config(_hashing_config())  # type: ignore[no-untyped-call]
@@ -387,13 +403,47 @@ def verify_signature(root: Path, policy: TrustPolicy, *, signature: Path | None 
             oidc_issuer=policy.sigstore_issuer,
             use_staging=policy.use_staging,
         )
+    return cfg, signer
+
+
+def verify_signature_bytes(raw: bytes, policy: TrustPolicy, *, scratch: Path) -> SignedContent:
+    """Verify signature bytes under ``policy`` before any signed file exists; return what they cover.
+
+    A pull uses this to decide what to download: the returned file digests come
+    from the verified statement, so a layer is fetched only if it is what was
+    signed. ``scratch`` is a private directory where the bytes are parked for
+    model-signing's reader (it reads signatures from a path) and removed again.
+    """
+    policy.validate()
+    if len(raw) > _MAX_SIGNATURE_BYTES:
+        raise GateFailure(f"signature is {len(raw)} bytes, over the {_MAX_SIGNATURE_BYTES} byte limit")
     try:
-        cfg.verify(root, sig_path)
-    except Exception as e:  # model-signing raises ValueError, InvalidSignature, OpenSSL errors...
-        detail = str(e) or type(e).__name__
+        sig = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise GateFailure(f"signature is not valid JSON: {str(e)[:200]}") from None
+    if not isinstance(sig, dict):
+        raise GateFailure("signature is not a sigstore bundle (not a JSON object)")
+    cfg, signer = _verifier_config(sig, policy)
+    fd, tmp = tempfile.mkstemp(prefix=".signature-", suffix=".json", dir=scratch)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        from model_signing._signing import sign_sigstore, sign_sigstore_pb
+
+        reader = sign_sigstore.Signature if cfg._uses_sigstore else sign_sigstore_pb.Signature
+        manifest = cfg._verifier.verify(reader.read(Path(tmp)))
+        files = {str(rd.identifier): str(rd.digest.digest_hex) for rd in manifest.resource_descriptors()}
+    except GateFailure:
+        raise
+    except Exception as e:  # model-signing raises ValueError, InvalidSignature, protobuf errors...
+        detail = str(e)[:300] or type(e).__name__
         if type(e).__name__ == "InvalidSignature":
             detail = "the signature does not match the pinned key"
         raise GateFailure(
             f"signature verification failed: {detail}", hint=f"pinned signer: {policy.describe()}"
-        ) from e
-    return SignedContent(files=_signed_files(sig), signer=signer, method=policy.method)
+        ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    if _signed_files(sig) != files:
+        raise GateFailure("signature's statement lists other files than its verified manifest")
+    return SignedContent(files=files, signer=signer, method=policy.method)

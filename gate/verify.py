@@ -4,12 +4,14 @@
 ``oci://HOST[:PORT]/REPO:TAG`` (or ``@sha256:...``), ``oci-layout://PATH:TAG`` or a
 local bundle directory. It succeeds only when all of these hold:
 
-1. every blob matches its digest, and no layer path leaves the output directory;
-2. a signature referrer verifies under the pinned key, certificate identity, or
-   sigstore identity + issuer;
-3. the signed file list (names and sha256) equals the manifest's layers;
-4. the verdict says every required gate passed, under the expected contract, and
-   the bundled contract is byte-for-byte that contract.
+1. a signature referrer verifies under the pinned key, certificate identity, or
+   sigstore identity + issuer, *before any layer is downloaded*;
+2. the signed file list (names and sha256) equals the manifest's layers;
+3. every layer matches its digest while it streams, and no layer path leaves the
+   output directory;
+4. the verdict says every required gate passed, under the expected contract, the
+   bundled contract is byte-for-byte that contract, and the adapter digest the
+   verdict names is the digest of the pulled adapter files (recomputed here).
 
 Anything else raises :class:`gate.errors.GateFailure` with the reason.
 
@@ -22,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -33,19 +36,19 @@ from typing import Any
 from gate.bundle import (
     CONTRACT,
     EVAL_MARKDOWN,
+    GATE_DIR,
     REPORTS,
     REQUIRED_GATES,
-    SIGNATURE,
     Verdict,
     list_files,
     read_json,
     read_verdict,
 )
-from gate.console import atomic_write_text
-from gate.digests import file_sha256
+from gate.digests import file_sha256, files_digest
 from gate.errors import GateFailure, InputError
 from gate.oci import is_oci_ref, parse_ref, pull
-from gate.signing import SignedContent, TrustPolicy, verify_signature
+from gate.oci.pull import layer_diff
+from gate.signing import TrustPolicy, verify_signature, verify_signature_bytes
 
 __all__ = ["VerifyResult", "verify_bundle"]
 
@@ -82,17 +85,6 @@ class VerifyResult:
         }
 
 
-def _diff(signed: dict[str, str], actual: dict[str, str]) -> list[str]:
-    problems = [f"file {p!r} is published but not signed" for p in sorted(set(actual) - set(signed))]
-    problems += [f"file {p!r} is signed but not published" for p in sorted(set(signed) - set(actual))]
-    problems += [
-        f"file {p!r} differs from what was signed (sha256 {actual[p][:12]}... != {signed[p][:12]}...)"
-        for p in sorted(set(signed) & set(actual))
-        if signed[p] != actual[p]
-    ]
-    return problems
-
-
 def _check_verdict(root: Path, expected_contract_sha256: str) -> tuple[Verdict, str]:
     verdict = read_verdict(root)
     problems = verdict.problems()
@@ -112,6 +104,13 @@ def _check_verdict(root: Path, expected_contract_sha256: str) -> tuple[Verdict, 
             f"released under contract {verdict.contract.name!r} (sha256 {verdict.contract.sha256}), "
             f"not the expected contract (sha256 {want})"
         )
+    adapter = sorted(f.path for f in list_files(root) if not f.path.startswith(GATE_DIR + "/"))
+    got = files_digest(root, adapter)
+    if got != verdict.adapter_digest:
+        problems.append(
+            f"the verdict names adapter digest {verdict.adapter_digest}, "
+            f"but the adapter files ({', '.join(adapter)}) have {got}"
+        )
     if problems:
         raise GateFailure("the bundle's verdict does not allow serving it: " + "; ".join(problems))
     return verdict, actual
@@ -130,40 +129,43 @@ def _reports(root: Path) -> tuple[dict[str, Any], str | None]:
     return reports, text
 
 
-def _verify_candidates(
-    root: Path, candidates: list[bytes], layers: dict[str, str], policy: TrustPolicy
-) -> SignedContent:
-    """Try each signature referrer; the first that verifies AND matches the manifest wins."""
-    reasons: list[str] = []
-    for i, raw in enumerate(candidates, 1):
-        atomic_write_text(root / SIGNATURE, raw.decode("utf-8", errors="replace"))
+_STAGING_PREFIX = ".gate-pull-"
+
+
+def _sweep(parent: Path) -> None:
+    """Remove staging directories of pulls that were killed (their lock is no longer held)."""
+    with contextlib.suppress(OSError), os.scandir(parent) as it:
+        entries = [e for e in it if e.name.startswith(_STAGING_PREFIX) and e.is_dir(follow_symlinks=False)]
+    for entry in entries:
+        lock = Path(entry.path) / ".lock"
         try:
-            signed = verify_signature(root, policy)
-        except GateFailure as e:
-            reasons.append(f"signature {i}: {e.message}")
+            fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            # No lock file: a staging directory being created right now, or a foreign one.
             continue
-        diff = _diff(signed.files, layers)
-        if diff:
-            reasons.append(f"signature {i} covers other files than the manifest: " + "; ".join(diff))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
             continue
-        return signed
-    (root / SIGNATURE).unlink(missing_ok=True)
-    if not candidates:
-        raise GateFailure(
-            "the artifact has no signature referrer: it was never signed or is a partial publish"
-        )
-    raise GateFailure("no signature verifies for this artifact: " + " | ".join(reasons))
+        shutil.rmtree(entry.path, ignore_errors=True)
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def _staging(out: Path | None) -> Iterator[Path]:
-    parent = out.parent if out is not None else Path(tempfile.gettempdir())
+    """A private directory beside ``out`` (one rename from it), locked while in use, removed on exit."""
+    parent = out.absolute().parent if out is not None else Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".gate-pull-", dir=parent))
+    _sweep(parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=parent))
+    fd = os.open(tmp / ".lock", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        yield tmp / "bundle"
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
 
 
 def verify_bundle(
@@ -192,7 +194,7 @@ def verify_bundle(
             raise InputError(f"{ref} is neither an oci:// / oci-layout:// reference nor a bundle directory")
         files = {f.path: f.sha256 for f in list_files(local)}
         signed = verify_signature(local, policy)
-        diff = _diff(signed.files, files)
+        diff = layer_diff(signed.files, files)
         if diff:
             raise GateFailure("the bundle differs from what was signed: " + "; ".join(diff))
         verdict, contract_sha = _check_verdict(local, expected_contract_sha256)
@@ -200,9 +202,20 @@ def verify_bundle(
         return VerifyResult(str(local), None, signed.signer, contract_sha, verdict, files, reports, md, None)
 
     oref = parse_ref(ref)
-    with _staging(out) as stage:
-        pulled = pull(oref, stage, on_event=on_event)
-        signed = _verify_candidates(stage, pulled.signatures, pulled.layers, policy)
+    with _staging(out) as tmp:
+        stage = tmp / "bundle"
+        pulled = pull(
+            oref,
+            stage,
+            verify=lambda raw: verify_signature_bytes(raw, policy, scratch=tmp),
+            on_event=on_event,
+        )
+        # The layers streamed against the signed digests; verify again over the files
+        # themselves, so what is handed on is what model-signing itself accepts.
+        signed = verify_signature(stage, policy)
+        diff = layer_diff(signed.files, {f.path: f.sha256 for f in list_files(stage)})
+        if diff:
+            raise GateFailure("the pulled bundle differs from what was signed: " + "; ".join(diff))
         verdict, contract_sha = _check_verdict(stage, expected_contract_sha256)
         reports, md = _reports(stage)
         final: Path | None = None

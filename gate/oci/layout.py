@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +19,17 @@ from gate.oci._common import (
     _CHUNK,
     _DIGEST_RE,
     _MAX_MANIFEST_BYTES,
+    _MAX_SMALL_BODY,
     INDEX_MEDIA_TYPE,
     REF_NAME_ANNOTATION,
+    _descriptor,
     _digest_bytes,
     _json_object,
     _read_bounded,
+    _referrers_tag,
 )
 from gate.oci.refs import OciRef
-from gate.oci.store import Store
+from gate.oci.store import Store, _update_referrers_index, referrer_list
 from gate.signing import SIGNATURE_MEDIA_TYPE
 
 
@@ -40,20 +44,28 @@ class LayoutStore(Store):
         self.root = root
         self.bytes_uploaded = 0
         layout = root / "oci-layout"
-        if not layout.exists():
-            if not create:
-                raise InputError(f"{root} is not an OCI image layout (no oci-layout file)")
-            if root.exists() and any(root.iterdir()):
+        if create and not os.path.lexists(layout):
+            if root.exists() and (root.is_symlink() or not root.is_dir() or any(root.iterdir())):
                 raise InputError(
                     f"{root} exists and is not an OCI image layout", hint="choose an empty directory"
                 )
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             atomic_write_text(layout, json.dumps({"imageLayoutVersion": "1.0.0"}) + "\n")
-        if root.is_symlink() or layout.is_symlink():
-            raise InputError(f"{root} is a symlink; refusing to use it as a layout")
-        if not (root / "index.json").exists():
+        for p in (root, root / "blobs", root / "blobs" / "sha256"):
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                raise InputError(f"{root} is not an OCI image layout ({p.name} is missing)") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise InputError(f"{p} is not a directory (symlinks are refused): not an OCI image layout")
+        if not os.path.lexists(layout):
+            raise InputError(f"{root} is not an OCI image layout (no oci-layout file)")
+        marker = _json_object(_read_bounded(layout, _MAX_SMALL_BODY), f"{layout}")
+        if not isinstance(marker.get("imageLayoutVersion"), str):
+            raise GateFailure(f"{layout} names no imageLayoutVersion")
+        if create and not os.path.lexists(root / "index.json"):
             with self._locked():
-                if not (root / "index.json").exists():
+                if not os.path.lexists(root / "index.json"):
                     self._write_index({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []})
 
     def _blob_path(self, digest: str) -> Path:
@@ -77,8 +89,10 @@ class LayoutStore(Store):
         atomic_write_text(self.root / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     def has_blob(self, digest: str) -> bool:
-        p = self._blob_path(digest)
-        return p.is_file() and not p.is_symlink()
+        try:
+            return stat.S_ISREG(os.lstat(self._blob_path(digest)).st_mode)
+        except FileNotFoundError:
+            return False
 
     def put_blob(
         self, digest: str, size: int, *, path: Path | None = None, data: bytes | None = None
@@ -111,12 +125,14 @@ class LayoutStore(Store):
     def open_blob(self, digest: str) -> Iterator[Iterator[bytes]]:
         p = self._blob_path(digest)
         try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise GateFailure(f"layout {self.root} has no blob {digest} (partial artifact)") from None
         except OSError as e:
-            raise GateFailure(f"cannot read blob {digest}: {e.strerror}") from None
+            raise GateFailure(f"cannot read blob {digest}: {e.strerror} (symlinks are refused)") from None
         with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise GateFailure(f"blob {digest} of layout {self.root} is not a regular file")
 
             def chunks() -> Iterator[bytes]:
                 while chunk := fh.read(_CHUNK):
@@ -152,42 +168,56 @@ class LayoutStore(Store):
             self._write_index(index)
         return {}
 
+    def _entries(self) -> list[dict[str, Any]]:
+        return referrer_list(self._read_index(), "index.json")
+
     def get_manifest(self, reference: str) -> bytes | None:
         digest: str | None = reference if _DIGEST_RE.match(reference) else None
         if digest is None:
-            for m in self._read_index().get("manifests") or []:
-                if (m.get("annotations") or {}).get(REF_NAME_ANNOTATION) == reference:
-                    digest = str(m.get("digest"))
-            if digest is None:
+            named = [m for m in self._entries() if _ref_name(m) == reference]
+            if not named:
                 return None
+            if len({str(m.get("digest")) for m in named}) > 1:
+                raise GateFailure(f"index.json names tag {reference!r} for several manifests")
+            digest, _ = _descriptor(named[0], f"index.json entry {reference!r}", max_size=_MAX_MANIFEST_BYTES)
         if not self.has_blob(digest):
             return None
         return _read_bounded(self._blob_path(digest), _MAX_MANIFEST_BYTES)
 
     def referrers(self, digest: str) -> list[dict[str, Any]]:
-        found = []
-        seen: set[str] = set()
-        for m in self._read_index().get("manifests") or []:
-            d = str(m.get("digest"))
-            if d in seen or m.get("artifactType") != SIGNATURE_MEDIA_TYPE or not self.has_blob(d):
+        # The referrers tag first (what gate writes, and what skopeo copies), then untagged
+        # signature manifests listed in index.json (layouts written before the tag existed).
+        found: list[dict[str, Any]] = []
+        tagged = self.get_manifest(_referrers_tag(digest))
+        if tagged is not None:
+            found = referrer_list(_json_object(tagged, "referrers tag index"), "referrers tag index")
+        seen = {str(m.get("digest")) for m in found}
+        for m in self._entries():
+            d = m.get("digest")
+            if d in seen or m.get("artifactType") != SIGNATURE_MEDIA_TYPE or not isinstance(d, str):
+                continue
+            if not _DIGEST_RE.match(d) or not self.has_blob(d):
                 continue
             seen.add(d)
             man = _json_object(_read_bounded(self._blob_path(d), _MAX_MANIFEST_BYTES), "manifest")
-            if (man.get("subject") or {}).get("digest") == digest:
+            subject = man.get("subject")
+            if isinstance(subject, dict) and subject.get("digest") == digest:
                 found.append({k: v for k, v in m.items() if k != "annotations"})
         return found
 
     def attach_referrer(self, subject: str, descriptor: dict[str, Any], headers: dict[str, str]) -> str:
-        # put_manifest already listed it in index.json, where referrers() finds it.
-        return "index"
+        # The sha256-<hex> tag makes the signature reachable by standard clients (skopeo copies tags).
+        _update_referrers_index(self, subject, descriptor)
+        return "tag-schema"
 
     def tags(self) -> list[str]:
-        names = []
-        for m in self._read_index().get("manifests") or []:
-            name = (m.get("annotations") or {}).get(REF_NAME_ANNOTATION)
-            if name:
-                names.append(str(name))
-        return names
+        return [n for n in (_ref_name(m) for m in self._entries()) if n]
+
+
+def _ref_name(entry: dict[str, Any]) -> str | None:
+    ann = entry.get("annotations")
+    name = ann.get(REF_NAME_ANNOTATION) if isinstance(ann, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def open_store(ref: OciRef, *, create: bool = False) -> Store:

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import GateFailure
-from gate.oci._common import INDEX_MEDIA_TYPE, _canonical, _json_object, _referrers_tag
+from gate.oci._common import (
+    _MAX_ENTRIES,
+    INDEX_MEDIA_TYPE,
+    _canonical,
+    _json_object,
+    _mismatch,
+    _referrers_tag,
+)
 
 
 class Store(ABC):
@@ -54,10 +61,10 @@ class Store(ABC):
         """Every tag in the repository (for inspection and tests)."""
         return []
 
-    def fetch_blob_bytes(self, digest: str, size: int, max_bytes: int) -> bytes:
+    def fetch_blob_bytes(self, digest: str, size: int, max_bytes: int, what: str = "blob") -> bytes:
         """Read a small blob fully, checking size and digest."""
         if size > max_bytes:
-            raise GateFailure(f"blob {digest} is {size} bytes, over the {max_bytes} byte limit")
+            raise GateFailure(f"{what} {digest} is {size} bytes, over the {max_bytes} byte limit")
         h = hashlib.sha256()
         parts: list[bytes] = []
         total = 0
@@ -65,15 +72,18 @@ class Store(ABC):
             for chunk in chunks:
                 total += len(chunk)
                 if total > size:
-                    raise GateFailure(f"blob {digest} is larger than its descriptor says ({size} bytes)")
+                    raise GateFailure(f"{what} {digest} is larger than its descriptor says ({size} bytes)")
                 h.update(chunk)
                 parts.append(chunk)
-        if total != size or "sha256:" + h.hexdigest() != digest:
-            raise GateFailure(f"blob {digest} does not match its digest (content was altered)")
+        got = "sha256:" + h.hexdigest()
+        if total != size:
+            raise GateFailure(f"{what} {digest} is {total} bytes, its descriptor says {size}")
+        if got != digest:
+            raise GateFailure(_mismatch(what, digest, got))
         return b"".join(parts)
 
-    def fetch_blob_to(self, digest: str, size: int, dest: Path) -> None:
-        """Stream a blob into ``dest`` (created exclusively), checking size and digest."""
+    def fetch_blob_to(self, digest: str, size: int, dest: Path, name: str) -> None:
+        """Stream a blob into ``dest`` (created exclusively), checking size and digest as it streams."""
         h = hashlib.sha256()
         total = 0
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -82,21 +92,37 @@ class Store(ABC):
             for chunk in chunks:
                 total += len(chunk)
                 if total > size:
-                    raise GateFailure(f"blob {digest} is larger than its descriptor says ({size} bytes)")
+                    raise GateFailure(
+                        f"layer {name!r} is larger than its descriptor says ({size} bytes): refused"
+                    )
                 h.update(chunk)
                 fh.write(chunk)
-        if total != size or "sha256:" + h.hexdigest() != digest:
+        got = "sha256:" + h.hexdigest()
+        if total != size:
+            raise GateFailure(f"layer {name!r} is {total} bytes, its descriptor says {size}")
+        if got != digest:
             raise GateFailure(
-                f"layer {dest.name} ({digest}) does not match its digest: the blob was altered",
+                _mismatch(f"layer {name!r}", digest, got),
                 hint="the registry content was tampered with or corrupted; do not use this artifact",
             )
+
+
+def referrer_list(index: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    """The descriptors an index lists (bounded in count, each an object)."""
+    manifests = index.get("manifests", [])
+    if not isinstance(manifests, list):
+        raise GateFailure(f"{what}: 'manifests' is not a list")
+    if len(manifests) > _MAX_ENTRIES:
+        raise GateFailure(f"{what} lists {len(manifests)} manifests (limit {_MAX_ENTRIES})")
+    return [m for m in manifests if isinstance(m, dict)]
 
 
 def _update_referrers_index(store: Store, subject: str, descriptor: dict[str, Any]) -> None:
     tag = _referrers_tag(subject)
     raw = store.get_manifest(tag)
     index = _json_object(raw, "referrers tag index") if raw else {}
-    manifests = [m for m in index.get("manifests") or [] if m.get("digest") != descriptor["digest"]]
+    listed = referrer_list(index, "referrers tag index")
+    manifests = [m for m in listed if m.get("digest") != descriptor["digest"]]
     manifests.append(descriptor)
     new = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests}
     store.put_manifest(_canonical(new), INDEX_MEDIA_TYPE, tag)

@@ -105,7 +105,13 @@ def test_oci_layout_round_trip_needs_no_server(
     tagged = [
         m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name")
     ]
-    assert [m["digest"] for m in tagged] == [result.digest]
+    names = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in tagged}
+    # The bundle under its tag, and the signature reachable under the sha256-<hex> referrers tag.
+    assert names == {
+        "v1": result.digest,
+        result.digest.replace(":", "-"): names.get(result.digest.replace(":", "-")),
+    }
+    assert names[result.digest.replace(":", "-")] != result.digest
     assert json.loads((tmp_path / "registry" / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     verified = verify_bundle(
         ref, _key_policy(release_keys), expected_contract_sha256=CONTRACT_SHA, out=tmp_path / "o"
@@ -137,7 +143,11 @@ def test_tampered_layer_in_registry_storage_is_refused(
     data = bytearray(blob.read_bytes())
     data[-1] ^= 0xFF  # one flipped bit in the registry's stored weights
     blob.write_bytes(bytes(data))
-    with pytest.raises(GateFailure, match=r"adapter_model\.safetensors .* does not match its digest"):
+    with pytest.raises(
+        GateFailure,
+        match=rf"layer 'adapter_model\.safetensors' does not match its digest: expected sha256:{weights}, "
+        r"got sha256:[0-9a-f]{64}$",
+    ):
         verify_bundle(
             registry_env.ref("adapters/tampered", digest=result.digest),
             _key_policy(release_keys),
