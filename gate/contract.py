@@ -250,6 +250,24 @@ class EvalTask(_Model):
     kind: Literal["generate", "multiple_choice"]
     min: float | None = None
     max_regression: float = Field(default=0.0, ge=0)
+    slice_field: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="a field of the task's JSONL documents naming their slice(s) (a string or a list of "
+        "strings); the report breaks every metric down by it and names the slices that regressed",
+    )
+
+
+class EvalPlanning(_Model):
+    """What the eval gate assumes about a task before its first run, to state its power up front."""
+
+    discordance: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="share of documents on which adapter and base disagree (binary metrics)",
+    )
+    sd: float = Field(default=0.5, gt=0, description="sd of per-document differences (continuous metrics)")
 
 
 class EvalSpec(_Model):
@@ -258,6 +276,14 @@ class EvalSpec(_Model):
     tasks_dir: str = Field(description="directory of lm-eval task YAML, relative to the contract file")
     tasks: list[EvalTask] = Field(min_length=1)
     confidence: float = Field(default=0.95, gt=0, lt=1)
+    planning: EvalPlanning = Field(default_factory=EvalPlanning)
+    underpowered: Literal["warn", "fail"] = Field(
+        default="warn",
+        description="what a task whose minimum detectable regression exceeds max_regression does",
+    )
+    slice_regression: Literal["warn", "fail"] = Field(
+        default="warn", description="what a slice that regressed does while its task passes"
+    )
 
 
 class Signing(_Model):

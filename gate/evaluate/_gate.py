@@ -14,11 +14,12 @@ from gate.contract import Contract
 from gate.errors import InputError, ServerError, ToolError
 from gate.evaluate._baseline import load_baseline
 from gate.evaluate._env import lm_eval_env_spec
+from gate.evaluate._power import power_plan
 from gate.evaluate._report import EvalReport, PerDoc
 from gate.evaluate._runner import Server, score_models
 from gate.evaluate._scores import ModelScores
 from gate.evaluate._stats import MetricVerdict, judge_metric, metric_key
-from gate.evaluate._tasks import task_set, thresholds
+from gate.evaluate._tasks import planning, task_set, thresholds
 
 __all__ = ["check_inputs", "run_eval"]
 
@@ -67,6 +68,7 @@ def _judge(
     reference: ModelScores | Mapping[str, Mapping[str, Mapping[str, float]]] | None,
     reference_label: str,
 ) -> tuple[MetricVerdict, ...]:
+    plan = planning(contract)
     return tuple(
         judge_metric(
             t,
@@ -74,6 +76,9 @@ def _judge(
             _metric_scores(reference, t.task, metric_key(t.metric, t.filter)),
             confidence=contract.eval.confidence,
             reference_label=reference_label,
+            planning=plan,
+            tags=adapter.doc_tags.get(t.task) if adapter is not None else None,
+            doc_ids=adapter.doc_ids.get(t.task) if adapter is not None else None,
         )
         for t in thresholds(contract)
     )
@@ -127,6 +132,10 @@ def run_eval(
     if baseline is not None:
         baseline_path, baseline_scores = load_baseline(baseline)
     reference_label = "baseline" if baseline_scores is not None else "base"
+    plans = power_plan(contract, limit=limit)
+    for plan in plans:
+        if plan.underpowered:
+            err.print(f"gate eval: warning: {plan.message(contract.eval.confidence)}", markup=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     context: dict[str, Any] = {
@@ -139,6 +148,7 @@ def run_eval(
         "tasks_dir": str(tasks.path),
         "tasks_sha256": tasks.sha256,
         "limit": limit,
+        "power_plan": [plan.to_dict() for plan in plans],
         "lm_eval": {"requirements": list(lm_eval_env_spec().installs[0].requirements)},
     }
 

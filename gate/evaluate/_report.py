@@ -20,7 +20,7 @@ from gate.evaluate._stats import MetricVerdict
 __all__ = ["REPORT_KIND", "REPORT_VERSION", "EvalReport", "render_markdown"]
 
 REPORT_KIND = "gate.eval-report"
-REPORT_VERSION = "1.0"
+REPORT_VERSION = "1.1"
 
 #: task -> "metric,filter" -> document key -> score
 PerDoc = Mapping[str, Mapping[str, Mapping[str, float]]]
@@ -50,6 +50,11 @@ class EvalReport:
             reasons.append("no metric was judged (an empty evaluation never passes)")
         return reasons
 
+    @property
+    def warnings(self) -> list[str]:
+        """What did not fail the gate but a reviewer must see (underpowered tasks, regressed slices)."""
+        return [w for v in self.verdicts for w in v.warnings]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready report (versioned, self-contained)."""
         return {
@@ -59,6 +64,7 @@ class EvalReport:
             "reference": self.reference,
             "error": self.error,
             "failures": self.failures,
+            "warnings": self.warnings,
             "metrics": [v.to_dict() for v in self.verdicts],
             **dict(self.context),
             "per_document": {label: _plain(s) for label, s in self.scores.items()},
@@ -95,6 +101,41 @@ def _num(value: Any, digits: int = 4, signed: bool = False) -> str:
     return f"{value:.{digits}f}"
 
 
+def _text(value: Any) -> str:
+    # Report text may come from a bundle: keep it from breaking the table.
+    return "-" if not isinstance(value, str) else value.replace("|", "\\|").replace("\n", " ")[:200]
+
+
+def _slice_lines(metrics: Sequence[Any], ref: str) -> list[str]:
+    lines: list[str] = []
+    for m in metrics:
+        slices = m.get("slices") if isinstance(m, Mapping) else None
+        if not isinstance(slices, Sequence) or not slices:
+            continue
+        lines.append(
+            f"### Slices of {_text(m.get('task'))} / {_text(m.get('metric'))},{_text(m.get('filter'))}"
+        )
+        lines.append("")
+        lines.append(f"| slice | n | {ref} | adapter | delta | lower bound | regressed | failing documents |")
+        lines.append("|---|---:|---:|---:|---:|---:|---|---|")
+        for sl in slices:
+            if not isinstance(sl, Mapping):
+                continue
+            docs = sl.get("failing_documents")
+            shown = ", ".join(_text(d) for d in docs[:10]) if isinstance(docs, Sequence) else ""
+            count = sl.get("failing_count")
+            if isinstance(count, int) and isinstance(docs, Sequence) and count > min(len(docs), 10):
+                shown += f" (+{count - min(len(docs), 10)})"
+            lines.append(
+                f"| {_text(sl.get('name'))} | {sl.get('n')} | {_num(sl.get('reference_score'))} "
+                f"| {_num(sl.get('adapter'))} | {_num(sl.get('delta'), signed=True)} "
+                f"| {_num(sl.get('lower_bound'), signed=True)} "
+                f"| {'**yes**' if sl.get('regressed') is True else 'no'} | {shown or '-'} |"
+            )
+        lines.append("")
+    return lines
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """Render a report dict (from :meth:`EvalReport.to_dict` or a bundle's JSON) as Markdown."""
     verdict = "PASSED" if report.get("passed") is True else "FAILED"
@@ -119,35 +160,42 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     conf = report.get("confidence")
     if isinstance(conf, int | float):
         lines.append(
-            f"- a metric fails when its one-sided {conf:.0%} lower bound of (adapter - {ref}), "
-            "from the paired per-document stderr, is below -max_regression, or it is below its minimum"
+            f"- a metric fails when its one-sided {conf:.0%} lower bound of (adapter - {ref}) is below "
+            "-max_regression, or it is below its minimum; the bound's method is the metric's test "
+            "(mcnemar-exact: binary, < 25 discordant documents; paired-normal: binary, >= 25; "
+            "paired-t: continuous)"
         )
     lines.append("")
     metrics = report.get("metrics")
     if isinstance(metrics, Sequence) and metrics:
         lines.append(
-            f"| task | metric | n | {ref} | adapter | delta | paired stderr | lower bound | min | "
-            "max regression | verdict |"
+            f"| task | metric | n | {ref} | adapter | delta | test | lower bound | min | "
+            "max regression | min detectable | verdict |"
         )
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        lines.append("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
         for m in metrics:
             if not isinstance(m, Mapping):
                 continue
+            mdr = _num(m.get("min_detectable_regression"))
+            if m.get("underpowered") is True:
+                mdr += " (underpowered)"
             lines.append(
                 f"| {m.get('task')} | {m.get('metric')},{m.get('filter')} | {m.get('n')} "
                 f"| {_num(m.get('reference_score'))} | {_num(m.get('adapter'))} "
-                f"| {_num(m.get('delta'), signed=True)} | {_num(m.get('stderr'))} "
+                f"| {_num(m.get('delta'), signed=True)} | {_text(m.get('test'))} "
                 f"| {_num(m.get('lower_bound'), signed=True)} | {_num(m.get('min'), 2)} "
-                f"| {_num(m.get('max_regression'), 2)} "
+                f"| {_num(m.get('max_regression'), 2)} | {mdr} "
                 f"| {'pass' if m.get('passed') is True else '**FAIL**'} |"
             )
         lines.append("")
-    failures = report.get("failures")
-    if isinstance(failures, Sequence) and failures:
-        lines.append("## Why it failed")
-        lines.append("")
-        lines += [f"- {f}" for f in failures]
-        lines.append("")
+        lines += _slice_lines(metrics, ref)
+    for title, key in (("Why it failed", "failures"), ("Warnings", "warnings")):
+        items = report.get(key)
+        if isinstance(items, Sequence) and not isinstance(items, str) and items:
+            lines.append(f"## {title}")
+            lines.append("")
+            lines += [f"- {f}" for f in items]
+            lines.append("")
     raw = report.get("raw")
     if isinstance(raw, Mapping) and raw:
         lines.append(

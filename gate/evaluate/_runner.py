@@ -182,14 +182,19 @@ def _collect(
     server: Server,
     tasks: TaskSet,
     seconds: float,
+    slice_fields: Mapping[str, str | None],
     limit: int | None = None,
 ) -> ModelScores:
     per_doc: dict[str, Mapping[str, Mapping[str, float]]] = {}
     aggregates: dict[str, Mapping[str, float | None]] = {}
+    tags: dict[str, Mapping[str, tuple[str, ...]]] = {}
+    ids: dict[str, Mapping[str, str]] = {}
     for job in jobs:
-        docs, results = _read_job(job.out, job.tasks)
-        per_doc.update(docs)
-        aggregates.update(_aggregates(results, job.tasks))
+        rows = _read_job(job.out, job.tasks, slice_fields)
+        per_doc.update(rows.per_doc)
+        tags.update(rows.tags)
+        ids.update(rows.ids)
+        aggregates.update(_aggregates(rows.results, job.tasks))
     return ModelScores(
         label=label,
         model=model,
@@ -200,6 +205,8 @@ def _collect(
         raw_dir=jobs[0].out.parent,
         seconds=seconds,
         limit=limit,
+        doc_tags=tags,
+        doc_ids=ids,
     )
 
 
@@ -238,6 +245,7 @@ def score_models(
             server=server,
             tasks=tasks,
             seconds=seconds,
+            slice_fields={t.task: t.slice_field for t in contract.eval.tasks},
             limit=limit,
         )
         for label, model in models

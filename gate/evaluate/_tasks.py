@@ -10,9 +10,9 @@ from pathlib import Path
 
 from gate.contract import Contract
 from gate.errors import InputError
-from gate.evaluate._stats import MetricThreshold
+from gate.evaluate._stats import MetricThreshold, Planning
 
-__all__ = ["TaskSet", "task_set", "thresholds"]
+__all__ = ["TaskSet", "planning", "task_set", "thresholds"]
 
 #: Bounds on what gate reads from a tasks directory.
 _MAX_TASK_FILES = 2000
@@ -86,3 +86,14 @@ def thresholds(contract: Contract) -> list[MetricThreshold]:
         )
         for t in contract.eval.tasks
     ]
+
+
+def planning(contract: Contract) -> Planning:
+    """The contract's planning values and its policies for underpowered tasks and regressed slices."""
+    spec = contract.eval
+    return Planning(
+        discordance=spec.planning.discordance,
+        sd=spec.planning.sd,
+        underpowered=spec.underpowered,
+        slice_regression=spec.slice_regression,
+    )

@@ -26,18 +26,19 @@ def docs(values: list[float]) -> dict[str, float]:
 
 
 def test_paired_stderr_is_sd_of_differences_over_sqrt_n() -> None:
-    adapter = docs([1, 1, 0, 1, 0, 1, 1, 0])
-    base = docs([1, 0, 0, 1, 0, 1, 0, 0])
+    # A continuous metric: judged by the paired t bound with n - 1 degrees of freedom.
+    adapter = docs([0.9, 0.8, 0.1, 0.7, 0.2, 0.6, 0.9, 0.3])
+    base = docs([0.8, 0.5, 0.1, 0.7, 0.3, 0.6, 0.4, 0.2])
     pd = paired_delta(adapter, base, confidence=0.95)
-    diffs = [0, 1, 0, 0, 0, 0, 1, 0]
+    diffs = [0.1, 0.3, 0.0, 0.0, -0.1, 0.0, 0.5, 0.1]
     mean = sum(diffs) / 8
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 7)
     assert pd.n == 8
-    assert pd.delta == pytest.approx(0.25)
+    assert pd.test == "paired-t"
+    assert pd.delta == pytest.approx(mean)
     assert pd.stderr == pytest.approx(sd / math.sqrt(8))
-    assert pd.lower_bound == pytest.approx(0.25 - 1.6448536269514722 * sd / math.sqrt(8))
-    assert pd.candidate_mean == pytest.approx(5 / 8)
-    assert pd.reference_mean == pytest.approx(3 / 8)
+    # t(0.95, 7 df) = 1.894578605 (tables).
+    assert pd.lower_bound == pytest.approx(mean - 1.894578605 * sd / math.sqrt(8), rel=1e-6)
 
 
 def test_paired_stderr_is_tighter_than_unpaired_when_models_agree_per_document() -> None:
@@ -64,9 +65,10 @@ def test_regression_beyond_margin_fails_naming_metric_and_margin() -> None:
     verdict = judge_metric(MC, adapter, base, confidence=0.95)
     assert not verdict.passed
     assert verdict.lower_bound is not None and verdict.lower_bound < -0.1
+    assert verdict.test == "mcnemar-exact" and (verdict.wins, verdict.losses) == (0, 12)
     (reason,) = verdict.reasons
     assert reason.startswith("smollm2_mc/acc,none: regression versus base")
-    assert "-0.1000" in reason and "paired stderr" in reason
+    assert "-0.1000" in reason and "0 won, 12 lost" in reason and "by mcnemar-exact" in reason
 
 
 def test_small_regression_within_the_confidence_bound_passes() -> None:
@@ -81,7 +83,7 @@ def test_small_regression_within_the_confidence_bound_passes() -> None:
 
 def test_higher_confidence_widens_the_bound() -> None:
     base = docs([1] * 30 + [0] * 10)
-    adapter = docs([0] * 2 + [1] * 28 + [0] * 10)
+    adapter = docs([0] * 2 + [1] * 28 + [1] * 3 + [0] * 7)  # 2 lost, 3 won
     lo90 = paired_delta(adapter, base, confidence=0.90).lower_bound
     lo99 = paired_delta(adapter, base, confidence=0.99).lower_bound
     assert lo99 < lo90
@@ -153,7 +155,7 @@ def test_invalid_confidence_fails_rather_than_passing() -> None:
 def test_an_empty_report_never_passes_and_renders_the_failure() -> None:
     report = EvalReport(passed=False, verdicts=(), error=None, reference="base")
     data = report.to_dict()
-    assert data["kind"] == "gate.eval-report" and data["version"] == "1.0"
+    assert data["kind"] == "gate.eval-report" and data["version"] == "1.1"
     assert data["failures"] == ["no metric was judged (an empty evaluation never passes)"]
     assert "FAILED" in report.to_markdown()
 
@@ -172,8 +174,8 @@ def test_report_markdown_shows_each_metric_and_the_failing_margin() -> None:
     data = json.loads(json.dumps(report.to_dict()))  # JSON round trip: what a bundle carries
     text = render_markdown(data)
     assert text == report.to_markdown()
-    assert "| capitals_terse | exact_match,strip | 40 | 0.0000 | 0.7500 | +0.7500 |" in text
-    assert "| smollm2_mc | acc,none | 40 | 1.0000 | 0.5000 | -0.5000 |" in text
+    assert "| capitals_terse | exact_match,strip | 40 | 0.0000 | 0.7500 | +0.7500 | paired-normal |" in text
+    assert "| smollm2_mc | acc,none | 40 | 1.0000 | 0.5000 | -0.5000 | mcnemar-exact |" in text
     assert "**FAIL**" in text
     assert "smollm2_mc/acc,none: regression versus base" in text
 
