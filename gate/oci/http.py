@@ -201,7 +201,7 @@ class RegistryHttp:
         parts: list[bytes] = []
         total = 0
         try:
-            for chunk in response.iter_bytes(64 << 10):
+            for chunk in response.iter_bytes():
                 total += len(chunk)
                 if total > limit:
                     raise GateFailure(f"registry {self.host}: {what} is over {limit} bytes")
