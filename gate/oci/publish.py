@@ -60,7 +60,9 @@ def publish(bundle: Path, ref: OciRef, *, on_event: Event | None = None) -> Publ
     if not isinstance(verdict, dict):
         raise InputError(f"{bundle / VERDICT} is not a verdict")
     sig = _read_bounded(sig_path, _MAX_SIGNATURE_BYTES)
-    config, manifest = build_manifest(files, verdict)
+    # The release's name: the repository (a layout: its directory's name), its version the tag.
+    name = ref.repository if ref.kind == "registry" else Path(ref.location).resolve().name
+    config, manifest = build_manifest(bundle, files, verdict, name=name or "adapter", version=ref.tag)
     manifest_digest = _digest_bytes(manifest)
     store = open_store(ref, create=True)
 
