@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gate import __version__
 from gate.bundle import (
@@ -61,6 +61,9 @@ from gate.digests import files_digest
 from gate.errors import Error, GateFailure, InputError
 from gate.signing import SigningConfig, TrustPolicy, sign_bundle, tool_versions, verify_signature
 
+if TYPE_CHECKING:
+    from gate.evaluate import Baseline
+
 __all__ = ["GatesOutcome", "ReleaseRequest", "ReleaseResult", "run_gates", "run_release"]
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -82,7 +85,8 @@ class ReleaseRequest:
     server_url: str | None = None
     #: Where logs and the gates' own report directories go (default: beside out_dir).
     work_dir: Path | None = None
-    baseline: Path | None = None
+    #: A verified earlier release to judge eval regressions against (instead of the base).
+    baseline: Baseline | None = None
     #: The contract may require a person's approval before signing; the caller says it was given.
     approved: bool = False
 
@@ -415,7 +419,7 @@ def run_gates(
     server: Callable[[], Any],
     work_dir: Path,
     report_paths: dict[str, Path],
-    baseline: Path | None = None,
+    baseline: Baseline | None = None,
     base_scores: Any = None,
     eval_limit: int | None = None,
     stop_on_failure: bool = True,

@@ -13,6 +13,7 @@ from gate.console import err, out, print_json
 
 if TYPE_CHECKING:
     from gate.contract import Contract
+    from gate.evaluate import Baseline
     from gate.serving import VLLMServer
 
 
@@ -44,12 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--base", type=Path, metavar="DIR", help="base model directory (default: the embedded SmolLM2 build)"
     )
-    p.add_argument(
-        "--baseline",
-        type=Path,
-        metavar="BUNDLE_OR_REPORT",
-        help="judge regressions against the last released bundle (its eval report) instead of the base",
-    )
+    add_baseline_options(p)
     p.add_argument(
         "--out", type=Path, default=Path("gate-eval"), help="output directory (default: ./gate-eval)"
     )
@@ -58,6 +54,58 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(func=run)
+
+
+def add_baseline_options(p: argparse.ArgumentParser) -> None:
+    """``--baseline REF`` and the signer it must have (shared by ``gate eval`` and ``gate release``)."""
+    g = p.add_argument_group("baseline: judge regressions against the last release instead of the base")
+    g.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="a released bundle (oci://HOST/REPO:TAG, oci-layout://PATH:TAG or a bundle directory), "
+        "verified before any score of it is used",
+    )
+    g.add_argument("--baseline-key", type=Path, metavar="PUB", help="public key PEM that signed the baseline")
+    g.add_argument(
+        "--baseline-cert-chain",
+        type=Path,
+        action="append",
+        default=[],
+        help="CA certificate PEM (repeatable)",
+    )
+    g.add_argument("--baseline-cert-identity", help="expected signing certificate identity of the baseline")
+    g.add_argument("--baseline-sigstore-identity", help="expected keyless signer identity of the baseline")
+    g.add_argument("--baseline-sigstore-issuer", help="expected OIDC issuer of the baseline's signer")
+
+
+def baseline_from_args(args: argparse.Namespace, contract: Contract) -> Baseline | None:
+    """The verified baseline the options name (None without ``--baseline``)."""
+    if not args.baseline:
+        return None
+    from gate.cli._verify import trust_from_args
+    from gate.errors import InputError
+    from gate.evaluate import verified_baseline
+
+    pins = argparse.Namespace(
+        key=args.baseline_key,
+        cert_chain=args.baseline_cert_chain,
+        cert_identity=args.baseline_cert_identity,
+        cert_fingerprint=None,
+        sigstore_identity=args.baseline_sigstore_identity,
+        sigstore_issuer=args.baseline_sigstore_issuer,
+        sigstore_staging=False,
+        contract=contract.source_path,
+        contract_digest=None,
+    )
+    try:
+        policy, _ = trust_from_args(pins)
+    except InputError as e:
+        raise InputError(
+            f"--baseline {args.baseline}: {e.message}",
+            hint="pin its signer: --baseline-key PUB.pem, --baseline-cert-chain CA.pem "
+            "--baseline-cert-identity ID, or --baseline-sigstore-identity/-issuer",
+        ) from e
+    return verified_baseline(args.baseline, policy, contract=contract)
 
 
 def _adapter_dir(path: Path) -> Path:
@@ -96,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
             hint="pass --base with the contract's base model",
         )
     adapter = _adapter_dir(args.adapter)
-    check_inputs(adapter, contract, baseline=args.baseline)  # before a server is started or attached
+    check_inputs(adapter, contract)  # before a server is started or attached
+    baseline = baseline_from_args(args, contract)
     with _server(args, base_dir, contract) as server:
         report = run_eval(
             adapter,
@@ -104,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             base_dir=base_dir,
             server=server,
             out_dir=args.out,
-            baseline=args.baseline,
+            baseline=baseline,
             timeout=args.timeout,
         )
     if args.json:

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from rich.markup import escape
 
+from gate.cli._eval import add_baseline_options, baseline_from_args
 from gate.console import err, out, print_json
 
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, help="bundle directory to write (default: ./gate-release/<run name>)")
     p.add_argument("--base", type=Path, help="base model directory (default: the cached SmolLM2 base)")
     p.add_argument("--server", help="URL of a running vLLM server to use for smoke and eval")
-    p.add_argument("--baseline", type=Path, help="a released bundle or eval report to compare against")
+    add_baseline_options(p)
     p.add_argument(
         "--sign-method",
         choices=SIGN_METHODS,
@@ -89,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     from gate.signing import SigningConfig
 
     contract_path = args.contract or default_contract()
-    target = args.target or Contract.from_yaml(contract_path).publish.target
+    contract = Contract.from_yaml(contract_path)
+    target = args.target or contract.publish.target
     signing = SigningConfig(
         method=args.sign_method,
         private_key=args.sign_key,
@@ -105,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         out_dir=args.out or Path("gate-release") / args.run.resolve().name,
         base_dir=args.base,
         server_url=args.server,
-        baseline=args.baseline,
+        baseline=baseline_from_args(args, contract),
         approved=args.approved,
     )
     sink: IO[str] | None = None

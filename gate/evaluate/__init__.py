@@ -26,7 +26,7 @@ Example::
 
 from __future__ import annotations
 
-from gate.evaluate._baseline import load_baseline
+from gate.evaluate._baseline import Baseline, load_baseline, verified_baseline
 from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._gate import check_inputs, run_eval
 from gate.evaluate._report import EvalReport, render_markdown
@@ -34,6 +34,7 @@ from gate.evaluate._runner import score_base
 from gate.evaluate._scores import ModelScores
 
 __all__ = [
+    "Baseline",
     "EvalReport",
     "ModelScores",
     "check_inputs",
@@ -42,4 +43,5 @@ __all__ = [
     "render_markdown",
     "run_eval",
     "score_base",
+    "verified_baseline",
 ]

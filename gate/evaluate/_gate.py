@@ -12,7 +12,7 @@ from typing import Any
 from gate.console import err
 from gate.contract import Contract
 from gate.errors import InputError, ServerError, ToolError
-from gate.evaluate._baseline import load_baseline
+from gate.evaluate._baseline import Baseline
 from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._power import power_plan
 from gate.evaluate._report import EvalReport, PerDoc
@@ -37,12 +37,10 @@ def _check_adapter_dir(adapter_dir: Path) -> None:
             raise InputError(f"{adapter_dir} has no {name}", hint="is this a PEFT LoRA adapter directory?")
 
 
-def check_inputs(adapter_dir: Path, contract: Contract, *, baseline: Path | None = None) -> None:
-    """Raise :class:`InputError` for a bad adapter, tasks directory or baseline, before any server work."""
+def check_inputs(adapter_dir: Path, contract: Contract) -> None:
+    """Raise :class:`InputError` for a bad adapter or tasks directory, before any server work."""
     _check_adapter_dir(Path(adapter_dir))
     task_set(contract)
-    if baseline is not None:
-        load_baseline(baseline)
 
 
 def _nonfinite_weights(adapter_dir: Path) -> dict[str, int]:
@@ -99,7 +97,7 @@ def run_eval(
     base_dir: Path,
     server: Server,
     out_dir: Path,
-    baseline: Path | None = None,
+    baseline: Baseline | None = None,
     base_scores: ModelScores | None = None,
     timeout: float = 3600.0,
     request_timeout: float = 300.0,
@@ -110,7 +108,7 @@ def run_eval(
     The adapter is hot-loaded into ``server`` next to the base model and both
     are scored over the same documents (the base's scores are taken from
     ``base_scores`` when it was scored on this server with these tasks). With
-    ``baseline`` (a released bundle or its eval report) the adapter is judged
+    ``baseline`` (a verified release, :func:`verified_baseline`) the adapter is judged
     against the released adapter's per-document scores instead of the base.
 
     ``limit`` scores only the first N documents of each task (a cheap, coarser
@@ -127,10 +125,7 @@ def run_eval(
     if limit is not None and limit < 1:
         raise InputError(f"eval limit must be at least 1 document per task, not {limit}")
     tasks = task_set(contract)
-    baseline_path: Path | None = None
-    baseline_scores: dict[str, dict[str, dict[str, float]]] | None = None
-    if baseline is not None:
-        baseline_path, baseline_scores = load_baseline(baseline)
+    baseline_scores = baseline.scores if baseline is not None else None
     reference_label = "baseline" if baseline_scores is not None else "base"
     plans = power_plan(contract, limit=limit)
     for plan in plans:
@@ -143,7 +138,7 @@ def run_eval(
         "contract": {"path": str(contract.source_path), "sha256": contract.sha256},
         "base_model": {"path": str(base_dir)},
         "server": {"url": server.url, "served_model": server.served_model},
-        "baseline": {"path": str(baseline_path)} if baseline_path else None,
+        "baseline": baseline.describe() if baseline is not None else None,
         "confidence": contract.eval.confidence,
         "tasks_dir": str(tasks.path),
         "tasks_sha256": tasks.sha256,
@@ -218,7 +213,7 @@ def run_eval(
     context["raw"] = {label: str(out_dir / "lm-eval" / label) for label in scored}
     context["lm_eval_aggregates"] = {label: s.aggregates for label, s in scored.items()}
     context["base_reused"] = bool(reuse_base)
-    reference: ModelScores | dict[str, dict[str, dict[str, float]]] | None = (
+    reference: ModelScores | Mapping[str, Mapping[str, Mapping[str, float]]] | None = (
         baseline_scores if baseline_scores is not None else scored.get("base")
     )
     verdicts = _judge(contract, scored.get("adapter"), reference, reference_label)

@@ -153,8 +153,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if isinstance(server, Mapping) and server.get("url"):
         lines.append(f"- server: {server.get('url')} (base model `{server.get('served_model')}`)")
     baseline = report.get("baseline")
-    if isinstance(baseline, Mapping) and baseline.get("path"):
-        lines.append(f"- compared with the last released bundle: `{baseline.get('path')}`")
+    if isinstance(baseline, Mapping) and baseline.get("ref"):
+        lines.append(
+            f"- compared with the verified release `{_text(baseline.get('ref'))}` "
+            f"(signed by {_text(baseline.get('signer'))})"
+        )
     else:
         lines.append(f"- compared with: the {ref} model, same server, same documents")
     conf = report.get("confidence")

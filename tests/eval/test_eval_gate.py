@@ -14,6 +14,8 @@ import pytest
 
 from gate.cli import main
 from gate.evaluate import run_eval
+from gate.resources import default_contract
+from tests.eval.conftest import signed_release
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +40,11 @@ def test_trained_adapter_passes_and_beats_the_base_on_terse_capitals(trained_eva
     assert capitals["lower_bound"] > 0  # beats the base with 95% confidence, not just on average
     mc = _verdict(data, MC)
     assert mc["n"] == 32 and mc["passed"]
+    for metric in data["metrics"]:
+        assert (
+            metric["test"] in ("mcnemar-exact", "paired-normal") and metric["min_detectable_regression"] > 0
+        )
+    assert [p["key"] for p in data["power_plan"]] == [CAPITALS, MC]
     # Raw lm-eval output and per-document samples are kept for both models.
     for label, kind, task, n in (
         ("adapter", "generate", "capitals_terse", 50),
@@ -78,21 +85,34 @@ def test_damaged_adapter_fails_naming_the_metric_and_margin(  # type: ignore[no-
     assert "**FAIL**" in (out / "report.md").read_text()
 
 
-@pytest.mark.extended
-def test_cli_judges_against_the_released_bundle_and_exits_1_on_regression(  # type: ignore[no-untyped-def]
-    damaged_adapter: Path, trained_eval, vllm_server, base_model_dir: Path, tmp_path: Path, capsys
+def test_cli_judges_against_the_verified_release_and_exits_1_on_regression(  # type: ignore[no-untyped-def]
+    damaged_adapter: Path,
+    trained_adapter: Path,
+    trained_eval,
+    baseline_keys,
+    vllm_server,
+    base_model_dir: Path,
+    tmp_path: Path,
+    capsys,
 ) -> None:
-    _, released_dir = trained_eval  # stands for the last released bundle: it holds that release's eval report
+    report, _ = trained_eval
+    released = signed_release(
+        tmp_path / "released", trained_adapter, report.to_dict(), baseline_keys["release"][0]
+    )
     code = main(
         [
             "eval",
             str(damaged_adapter),
+            "--contract",
+            str(default_contract()),
             "--server",
             vllm_server.url,
             "--base",
             str(base_model_dir),
             "--baseline",
-            str(released_dir),
+            str(released),
+            "--baseline-key",
+            str(baseline_keys["release"][1]),
             "--out",
             str(tmp_path / "out"),
             "--json",
@@ -101,6 +121,7 @@ def test_cli_judges_against_the_released_bundle_and_exits_1_on_regression(  # ty
     assert code == 1
     data = json.loads(capsys.readouterr().out)
     assert data["reference"] == "baseline" and data["passed"] is False
+    assert data["baseline"]["ref"] == str(released)
     assert "base" not in data["per_document"]  # the base is not re-scored against a baseline
     capitals = _verdict(data, CAPITALS)
     assert capitals["reference"] == "baseline"

@@ -189,10 +189,9 @@ def test_baseline_is_read_back_from_a_report_and_pairs_with_it(tmp_path: Path) -
         reference="base",
         scores={"adapter": {"capitals_terse": {"exact_match,strip": released}}},
     )
-    bundle = tmp_path / "bundle"
-    report.write(bundle / "eval")
-    path, scores = load_baseline(bundle)
-    assert path == bundle / "eval" / "report.json"
+    report.write(tmp_path / "eval")
+    path, scores = load_baseline(tmp_path / "eval" / "report.json")
+    assert path == tmp_path / "eval" / "report.json"
     verdict = judge_metric(
         GEN,
         docs([1] * 20 + [0] * 20),
