@@ -12,6 +12,7 @@ from typing import Any
 from gate.console import err
 from gate.contract import Contract
 from gate.errors import InputError, ServerError, ToolError
+from gate.evaluate import _cache
 from gate.evaluate._baseline import Baseline
 from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._power import power_plan
@@ -176,14 +177,22 @@ def run_eval(
         and base_scores.tasks_sha256 == tasks.sha256
         and base_scores.limit == limit
     )
+    from gate.serving import VLLMClient
+
+    key: _cache.ScoreKey | None = None
+    base_source = "session" if reuse_base else None
+    if baseline_scores is None and not reuse_base and _cache.enabled():
+        key = _cache.base_key(contract, server, tasks_sha256=tasks.sha256, limit=limit)
+        cached = _cache.load(key)
+        if cached is not None:
+            base_scores, reuse_base, base_source = cached, True, "cache"
+            err.print(f"gate eval: base scores reused from the score cache ({key.digest()[:12]})")
     lora_name = f"gate-eval-{uuid.uuid4().hex[:12]}"
     models = [("adapter", lora_name)]
     if baseline_scores is None and not reuse_base:
         models.insert(0, ("base", server.served_model))
     scored: dict[str, ModelScores] = {}
     error: str | None = None
-    from gate.serving import VLLMClient
-
     with VLLMClient(server.url, timeout=request_timeout) as client:
         try:
             loaded = client.load_adapter(lora_name, str(adapter_dir.resolve()))
@@ -210,9 +219,12 @@ def run_eval(
     if reuse_base and base_scores is not None:
         scored["base"] = base_scores
         _copy_raw(base_scores.raw_dir, out_dir / "lm-eval" / "base")
+    elif key is not None and "base" in scored and error is None:
+        _cache.store(key, scored["base"])
     context["raw"] = {label: str(out_dir / "lm-eval" / label) for label in scored}
     context["lm_eval_aggregates"] = {label: s.aggregates for label, s in scored.items()}
     context["base_reused"] = bool(reuse_base)
+    context["base_scores"] = {"source": base_source or "scored", "cache_key": key.digest() if key else None}
     reference: ModelScores | Mapping[str, Mapping[str, Mapping[str, float]]] | None = (
         baseline_scores if baseline_scores is not None else scored.get("base")
     )

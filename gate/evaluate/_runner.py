@@ -265,9 +265,21 @@ def score_base(
     """Score the base model on the contract's tasks (reuse it for several adapters on one server).
 
     ``limit`` scores only the first N documents of each task (lm-eval's ``limit``).
+    Scores kept by an earlier run under the same key are reused (:mod:`gate.evaluate._cache`).
     """
+    from gate.evaluate import _cache
+
     tasks = task_set(contract)
-    return score_models(
+    key = (
+        _cache.base_key(contract, server, tasks_sha256=tasks.sha256, limit=limit)
+        if _cache.enabled()
+        else None
+    )
+    cached = _cache.load(key) if key is not None else None
+    if cached is not None:
+        err.print(f"gate eval: base scores reused from the score cache ({key.digest()[:12] if key else ''})")
+        return cached
+    scores = score_models(
         [("base", server.served_model)],
         contract,
         server=server,
@@ -278,3 +290,6 @@ def score_base(
         request_timeout=request_timeout,
         limit=limit,
     )["base"]
+    if key is not None:
+        _cache.store(key, scores)
+    return scores
