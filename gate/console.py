@@ -3,12 +3,18 @@
 Results (tables, ``--json`` objects) are the only thing written to stdout, so
 ``gate ... --json | jq`` always works; everything meant for a person watching
 (progress bars, spinners, notes) goes to stderr.
+
+Text gate did not write (file and tensor names, messages quoting them) reaches a
+terminal only through :func:`terminal_safe` (control characters, escape
+sequences and bidi overrides shown as ``\\xNN`` / ``\\uNNNN``) and, in rich
+output, as :func:`plain` text, never as markup. JSON output stays exact.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -16,13 +22,44 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-__all__ = ["atomic_write_json", "atomic_write_text", "err", "out", "print_json", "progress"]
+__all__ = [
+    "atomic_write_json",
+    "atomic_write_text",
+    "err",
+    "out",
+    "plain",
+    "print_json",
+    "progress",
+    "terminal_safe",
+]
+
+# C0 controls but newline and tab, DEL, C1 controls (CSI is \x9b), bidi embeddings/overrides/isolates,
+# the line/paragraph separators, and lone surrogates (undecodable bytes of a file name).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 #: Human-facing output (progress, notes).
 err = Console(stderr=True, highlight=False)
 #: Results.
 out = Console(highlight=False, soft_wrap=True)
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def terminal_safe(text: object) -> str:
+    """``text`` with every character a terminal would act on shown as an escape (newlines and tabs kept)."""
+    return _UNSAFE.sub(_escape, str(text))
+
+
+def plain(text: object, style: str = "") -> Text:
+    """User-controlled ``text`` as a rich :class:`~rich.text.Text`: escaped, never parsed as markup."""
+    return Text(terminal_safe(text), style=style)
 
 
 def progress(*, transient: bool = False) -> Progress:

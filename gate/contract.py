@@ -42,7 +42,7 @@ from pydantic import (
 )
 
 from gate.errors import InputError
-from gate.validation import format_validation_errors, read_bounded
+from gate.validation import LimitError, contained_path, format_validation_errors, loads_yaml, read_bounded
 
 __all__ = [
     "ALLOWED_MAX_LORA_RANKS",
@@ -71,7 +71,7 @@ MaxLoraRank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]
 #: The contract-file format this gate reads (``metadata.version`` is the file's own revision).
 SCHEMA_VERSION = 1
 #: A contract is a small text file; anything larger is refused before parsing.
-MAX_CONTRACT_BYTES = 1 << 20
+MAX_CONTRACT_BYTES = 256 << 10  # a contract is a few KB; YAML parsing costs ~5 s per MiB here
 _MAX_TEMPLATE_BYTES = 256 << 10
 
 
@@ -367,20 +367,16 @@ class Contract(_Model):
     def resolve(self, rel: str) -> Path:
         """A path named in the contract, relative to the contract file's directory.
 
-        ``..`` is allowed (shipped contracts point at ``../examples``), but no
-        component may be a symlink: a symlink could lead anywhere.
+        It must be relative, stay inside the contract's directory and go through no
+        symlink (a symlink could lead anywhere); only gate's own shipped contracts may
+        point at gate's shipped examples (``../examples``).
         """
-        root = self._source_path.parent
-        candidate = Path(os.path.normpath(root / rel))
-        probe = root
-        for part in Path(os.path.relpath(candidate, root)).parts:
-            probe = probe / part
-            if probe.is_symlink():
-                raise InputError(
-                    f"{self._source_path}: {rel!r} goes through the symlink {probe}",
-                    hint="contracts may only name real files and directories",
-                )
-        return candidate
+        return contained_path(
+            self._source_path.parent,
+            rel,
+            where=str(self._source_path),
+            extra_roots=_shipped_roots(self._source_path),
+        )
 
     @classmethod
     def from_yaml(cls, path: Path) -> Contract:
@@ -388,11 +384,13 @@ class Contract(_Model):
         path = Path(path)
         data = read_bounded(path, MAX_CONTRACT_BYTES, what="contract")
         try:
-            raw = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)
+            raw = loads_yaml(data.decode("utf-8"))
         except UnicodeDecodeError as e:
-            raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+            raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except LimitError as e:
+            raise InputError(f"{path}: refused: {e}") from None
         except yaml.YAMLError as e:
-            raise InputError(f"{path}: not valid YAML: {e}") from e
+            raise InputError(f"{path}: not valid YAML: {str(e)[:300]}") from None
         if not isinstance(raw, dict):
             raise InputError(f"{path}: a contract is a YAML mapping (got {type(raw).__name__})")
         raw = _load_template_file(path, raw)
@@ -410,21 +408,14 @@ class Contract(_Model):
 # --- loading helpers -------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys (the later one would silently win)."""
+def _shipped_roots(contract_file: Path) -> tuple[Path, ...]:
+    """Where a contract may reference files besides its own directory: gate's data, for gate's own."""
+    from gate.resources import contracts_dir
 
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    shipped = contracts_dir()
+    if Path(os.path.abspath(contract_file.parent)) == Path(os.path.abspath(shipped)):
+        return (shipped.parent,)
+    return ()
 
 
 def _load_template_file(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
@@ -434,9 +425,8 @@ def _load_template_file(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     rel = prompt["chat_template_file"]
     if not isinstance(rel, str):
         return raw  # validation names the field
-    file = Path(os.path.normpath(path.parent / rel))
-    if file.is_symlink():
-        raise InputError(f"{path}: prompt.chat_template_file: {rel} is a symlink")
+    where = f"{path}: prompt.chat_template_file"
+    file = contained_path(path.parent, rel, where=where, extra_roots=_shipped_roots(path))
     data = read_bounded(file, _MAX_TEMPLATE_BYTES, what="chat template")
     try:
         text = data.decode("utf-8")

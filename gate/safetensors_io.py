@@ -18,11 +18,8 @@ Example::
 
 from __future__ import annotations
 
-import errno
-import json
 import math
 import os
-import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from gate.errors import InputError
+from gate.validation import LimitError, loads_json, open_regular
 
 __all__ = [
     "DTYPE_SIZES",
@@ -110,19 +108,8 @@ class SafetensorsHeader:
 
 
 def open_nofollow(path: Path) -> BinaryIO:
-    """Open ``path`` for reading, refusing a symlink at the last component (no TOCTOU window)."""
-    # O_NONBLOCK: a FIFO swapped in after a stat() must not block the open
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise InputError(f"{path}: is a symlink; gate does not follow symlinks") from None
-        raise InputError(f"{path}: cannot open: {e.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(f"{path}: is not a regular file")
-    return os.fdopen(fd, "rb", buffering=0)
+    """Open ``path`` for reading: a regular file only, never a symlink, never blocking on a FIFO."""
+    return open_regular(path, what="file")
 
 
 def _fail(path: Path, what: str) -> InputError:
@@ -145,7 +132,9 @@ def read_header(path: Path, *, max_header_bytes: int = MAX_HEADER_BYTES) -> Safe
             )
         raw = fh.read(n)
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        doc = loads_json(raw.decode("utf-8"), max_depth=3)
+    except LimitError as e:
+        raise _fail(path, f"the header is refused: {e}") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise _fail(path, f"the header is not UTF-8 JSON ({e})") from None
     if not isinstance(doc, dict):
@@ -160,22 +149,15 @@ def read_header(path: Path, *, max_header_bytes: int = MAX_HEADER_BYTES) -> Safe
     )
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _tensor_info(path: Path, name: str, entry: Any) -> TensorInfo:
     if not isinstance(entry, dict):
         raise _fail(path, f"tensor {name!r}: entry is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPE_SIZES:
         raise _fail(path, f"tensor {name!r}: unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise _fail(path, f"tensor {name!r}: shape must be a list of non-negative integers")
     if (
         not isinstance(offsets, list)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from gate.errors import InputError
 from gate.safetensors_io import read_header
-from gate.validation import format_validation_errors, read_bounded
+from gate.validation import LimitError, format_validation_errors, loads_json, loads_yaml, read_bounded
 
 __all__ = [
     "MAX_DATASET_BYTES",
@@ -159,11 +159,13 @@ class TrainSpec(_Model):
         path = Path(path)
         data = read_bounded(path, MAX_SPEC_BYTES, what="training spec")
         try:
-            raw = yaml.safe_load(data.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise InputError(f"{path}: not UTF-8 text") from e
+            raw = loads_yaml(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text") from None
+        except LimitError as e:
+            raise InputError(f"{path}: refused: {e}") from None
         except yaml.YAMLError as e:
-            raise InputError(f"{path}: not valid YAML: {e}") from e
+            raise InputError(f"{path}: not valid YAML: {str(e)[:300]}") from None
         if not isinstance(raw, dict):
             raise InputError(f"{path}: a training spec is a YAML mapping (got {type(raw).__name__})")
         spec = cls.from_dict(raw, where=str(path))
@@ -323,9 +325,11 @@ def load_dataset(path: Path) -> DatasetSnapshot:
                 f"{where}: the row is {len(raw)} bytes, more than the {MAX_ROW_BYTES}-byte limit"
             )
         try:
-            row = json.loads(raw)
+            row = loads_json(raw)
         except UnicodeDecodeError:
             raise InputError(f"{where}: not UTF-8 text") from None
+        except LimitError as e:
+            raise InputError(f"{where}: refused: {e}") from None
         except json.JSONDecodeError as e:
             raise InputError(f"{where}: not valid JSON: {e.msg} (column {e.colno})") from None
         _check_row(row, where)

@@ -77,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Error as e:
         if args.verbose:
             raise
-        print(f"gate: error: {e.diagnostics()}", file=sys.stderr)
+        from gate.console import terminal_safe
+
+        print(f"gate: error: {terminal_safe(e.diagnostics())}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("gate: interrupted", file=sys.stderr)

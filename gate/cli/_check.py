@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gate.check import resolve_adapter_dir, run_check
-    from gate.console import atomic_write_json, err, print_json
+    from gate.console import atomic_write_json, err, plain, print_json
     from gate.contract import Contract
     from gate.errors import InputError
     from gate.resources import default_contract
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     contract = Contract.from_yaml(args.contract or default_contract())
     adapter_dir = resolve_adapter_dir(args.adapter_dir)
     if adapter_dir != args.adapter_dir:
-        err.print(f"gate: {args.adapter_dir} is a run directory; checking {adapter_dir}")
+        err.print(plain(f"gate: {args.adapter_dir} is a run directory; checking {adapter_dir}"))
     report = run_check(adapter_dir, contract, args.base)
     if args.out:
         atomic_write_json(args.out, report.to_dict())
@@ -68,18 +68,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_table(report: object) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from gate.check import CheckReport
-    from gate.console import out
+    from gate.console import out, plain
 
     assert isinstance(report, CheckReport)
-    verdict = "[bold green]PASSED[/]" if report.passed else "[bold red]FAILED[/]"
     counts = report.to_dict()["summary"]
-    out.print(
-        f"gate check {report.adapter_dir} against {report.contract_name}: {verdict} "
-        f"({counts['errors']} error(s), {counts['warnings']} warning(s), {counts['rules_run']} rules, "
-        f"{report.seconds:.2f} s)"
+    line = Text.assemble(
+        plain(f"gate check {report.adapter_dir} against {report.contract_name}: "),
+        ("PASSED", "bold green") if report.passed else ("FAILED", "bold red"),
+        f" ({counts['errors']} error(s), {counts['warnings']} warning(s), {counts['rules_run']} rules, "
+        f"{report.seconds:.2f} s)",
     )
+    out.print(line)
     if not report.findings:
         return
     table = Table(show_lines=False, expand=False)
@@ -89,14 +91,15 @@ def _print_table(report: object) -> None:
     table.add_column("finding / fix")
     for f in report.findings:
         color = "red" if f.severity == "error" else "yellow"
-        table.add_row(f"[{color}]{f.severity}[/]", f.rule, f.path, f"{f.message}\n[dim]fix: {f.hint}[/]")
+        text = Text.assemble(plain(f.message), "\n", plain(f"fix: {f.hint}", "dim"))
+        table.add_row(Text(f.severity, style=color), f.rule, plain(f.path), text)
     out.print(table)
 
 
 def _list_rules(*, as_json: bool) -> int:
     from rich.table import Table
 
-    from gate.console import out, print_json
+    from gate.console import out, plain, print_json
     from gate.rules import all_rules
 
     rules = all_rules()
@@ -107,6 +110,6 @@ def _list_rules(*, as_json: bool) -> int:
     for column in ("rule", "severity", "what it catches", "fix"):
         table.add_column(column)
     for r in rules:
-        table.add_row(r.id, r.severity, r.title, r.hint)
+        table.add_row(r.id, r.severity, plain(r.title), plain(r.hint))
     out.print(table)
     return 0

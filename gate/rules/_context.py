@@ -21,11 +21,20 @@ from typing import TYPE_CHECKING, Any
 from gate.contract import Contract
 from gate.errors import InputError
 from gate.safetensors_io import SafetensorsHeader, open_nofollow, read_header, scan_nonfinite
+from gate.validation import LimitError, file_kind, loads_json
 
 if TYPE_CHECKING:  # jinja2 is imported only when a template must be rendered
     from gate.templates import RenderResult
 
-__all__ = ["ADAPTER_CONFIG", "PICKLE_WEIGHTS", "WEIGHTS", "CheckContext", "JsonDoc", "TemplateSource"]
+__all__ = [
+    "ADAPTER_CONFIG",
+    "PICKLE_WEIGHTS",
+    "SERVED_FILES",
+    "WEIGHTS",
+    "CheckContext",
+    "JsonDoc",
+    "TemplateSource",
+]
 
 ADAPTER_CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -33,6 +42,20 @@ PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt")
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 TEMPLATE_FILE = "chat_template.jinja"
+#: Files of an adapter directory that vLLM or transformers open when they load the adapter.
+SERVED_FILES = (
+    ADAPTER_CONFIG,
+    WEIGHTS,
+    *PICKLE_WEIGHTS,
+    TOKENIZER_JSON,
+    TOKENIZER_CONFIG,
+    TEMPLATE_FILE,
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
 
 #: Size bounds, checked with stat before a byte is read.
 LIMITS = {
@@ -86,6 +109,13 @@ class CheckContext:
         st = self.entries.get(name)
         return st is not None and stat.S_ISREG(st.st_mode)
 
+    def special_kind(self, name: str) -> str | None:
+        """What ``name`` is when it is neither a regular file nor a symlink (a FIFO, a directory...)."""
+        st = self.entries.get(name)
+        if st is None or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            return None
+        return file_kind(st.st_mode)
+
     def is_symlink(self, name: str) -> bool:
         """A symlink directly in the adapter directory (gate never follows it)."""
         st = self.entries.get(name)
@@ -111,6 +141,12 @@ class CheckContext:
                 except OSError:  # removed while walking: nothing to count
                     continue
         return total, count, links
+
+    @cached_property
+    def oversize(self) -> bool:
+        """The directory failed a size rule: nothing more of it is read in bulk (NaN scan, digests)."""
+        total, count, _ = self.tree
+        return count > _MAX_ENTRIES or total > self.contract.adapter.max_size_bytes
 
     def _read_bytes(self, name: str) -> tuple[bytes | None, str | None]:
         st = self.entries.get(name)
@@ -157,7 +193,7 @@ class CheckContext:
     def nonfinite(self) -> dict[str, int]:
         """NaN/Inf count per tensor (one streamed pass; empty if the header is unreadable)."""
         header, _ = self.header
-        if header is None:
+        if header is None or self.oversize:
             return {}
         try:
             return scan_nonfinite(header.path, header)
@@ -336,8 +372,10 @@ def _parse_json(data: bytes | None, error: str | None) -> JsonDoc:
     except UnicodeDecodeError as e:
         return JsonDoc(error=f"is not UTF-8 text (byte {e.start})")
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as e:
+        value = loads_json(text)
+    except LimitError as e:
+        return JsonDoc(error=f"is refused: {e}")
+    except ValueError as e:
         return JsonDoc(error=f"is not valid JSON ({str(e)[:120]})")
     if not isinstance(value, dict):
         return JsonDoc(error=f"must hold a JSON object (got {type(value).__name__})")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from gate.contract import ALLOWED_MAX_LORA_RANKS
 from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import ADAPTER_CONFIG
+from gate.rules._regex import MAX_PATTERN_KEYS, PatternTable, compile_pattern, pattern_table
 from gate.rules._vllm import SILENT_BEFORE, oldest_before
 
 _REQUIRED = ("r", "lora_alpha", "target_modules")
@@ -36,6 +36,23 @@ def _pattern(ctx: CheckContext, key: str) -> dict[str, int]:
     if not isinstance(value, dict):
         return {}
     return {str(k): v for k, v in value.items() if _is_int(v) or isinstance(v, float)}
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def patterns(ctx: CheckContext, key: str) -> PatternTable | None:
+    """rank_pattern / alpha_pattern as a bounded lookup (None: absent, malformed or too large)."""
+    memo = f"pattern:{key}"
+    if memo not in ctx.memo:
+        cfg = _cfg(ctx)
+        value = cfg.get(key) if cfg else None
+        ok = isinstance(value, dict) and 0 < len(value) <= MAX_PATTERN_KEYS
+        ctx.memo[memo] = pattern_table(value) if ok and isinstance(value, dict) else None
+    table: PatternTable | None = ctx.memo[memo]
+    return table
 
 
 def needed_max_lora_rank(rank: int) -> int | None:
@@ -77,27 +94,73 @@ def _invalid(ctx: CheckContext) -> Iterator[Hit]:
         return
     r = cfg.get("r")
     if "r" in cfg and not (isinstance(r, int) and not isinstance(r, bool) and r > 0):
-        yield Hit(f"r must be a positive integer (got {r!r}): vLLM refuses it", ADAPTER_CONFIG)
+        yield Hit(f"r must be a positive integer (got {_short(r)}): vLLM refuses it", ADAPTER_CONFIG)
     alpha = cfg.get("lora_alpha")
     if "lora_alpha" in cfg and (isinstance(alpha, bool) or not isinstance(alpha, int | float) or alpha <= 0):
-        yield Hit(f"lora_alpha must be a positive number (got {alpha!r})", ADAPTER_CONFIG)
+        yield Hit(f"lora_alpha must be a positive number (got {_short(alpha)})", ADAPTER_CONFIG)
     targets = cfg.get("target_modules")
     ok_list = isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)
     if "target_modules" in cfg and not (ok_list or (isinstance(targets, str) and targets)):
         yield Hit(
-            f"target_modules must be a non-empty list of names or a regex (got {targets!r})", ADAPTER_CONFIG
+            f"target_modules must be a non-empty list of names or a regex (got {_short(targets)})",
+            ADAPTER_CONFIG,
         )
     if isinstance(targets, str) and targets != "all-linear":
-        try:
-            re.compile(targets)
-        except re.error as e:
-            yield Hit(f"target_modules {targets!r} is not a valid regex ({e})", ADAPTER_CONFIG)
+        invalid = compile_pattern(targets).invalid
+        if invalid:
+            yield Hit(f"target_modules {_short(targets)} is not a valid regex ({invalid})", ADAPTER_CONFIG)
     for key in ("rank_pattern", "alpha_pattern"):
         value = cfg.get(key)
         if value is not None and not (
-            isinstance(value, dict) and all(isinstance(v, int | float) and v > 0 for v in value.values())
+            isinstance(value, dict)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value.values())
         ):
-            yield Hit(f"{key} must map module patterns to positive numbers (got {value!r})", ADAPTER_CONFIG)
+            yield Hit(
+                f"{key} must map module patterns to positive numbers (got {_short(value)})", ADAPTER_CONFIG
+            )
+        table = patterns(ctx, key)
+        for bad, why in (table.refused if table else ())[:3]:
+            if compile_pattern(bad).invalid:
+                yield Hit(f"{key} key {_short(bad)} is not a valid regex ({why})", ADAPTER_CONFIG)
+
+
+@rule(
+    "config.regex-unsafe",
+    "error",
+    title="a regex in adapter_config.json that a backtracking engine (PEFT's, vLLM's) could hang on",
+    hint="name the modules as a list (target_modules: [q_proj, v_proj]) or use a plain pattern such as "
+    "'.*\\.(q_proj|v_proj)'; rank_pattern keys should be module names",
+)
+def _regex_unsafe(ctx: CheckContext) -> Iterator[Hit]:
+    cfg = _cfg(ctx)
+    if cfg is None:
+        return
+    targets = cfg.get("target_modules")
+    if isinstance(targets, str) and targets != "all-linear":
+        hazard = compile_pattern(targets).hazard
+        if hazard:
+            yield Hit(
+                f"target_modules regex {_short(targets)} {hazard}: PEFT and vLLM match it with Python's re "
+                f"against every module name and can hang; gate did not evaluate it",
+                ADAPTER_CONFIG,
+            )
+    for key in ("rank_pattern", "alpha_pattern"):
+        value = cfg.get(key)
+        if isinstance(value, dict) and len(value) > MAX_PATTERN_KEYS:
+            yield Hit(
+                f"{key} has {len(value)} keys (gate evaluates at most {MAX_PATTERN_KEYS}): each is a regex "
+                f"PEFT tries against every module; it was not evaluated",
+                ADAPTER_CONFIG,
+            )
+            continue
+        table = patterns(ctx, key)
+        hazards = [(k, why) for k, why in (table.refused if table else ()) if not compile_pattern(k).invalid]
+        for bad, why in hazards[:3]:
+            yield Hit(
+                f"{key} key {_short(bad)} {why}: PEFT matches it with Python's re against every module "
+                f"name and can hang; gate did not evaluate it",
+                ADAPTER_CONFIG,
+            )
 
 
 @rule(
@@ -111,7 +174,8 @@ def _peft_type(ctx: CheckContext) -> Iterator[Hit]:
     kind = cfg.get("peft_type") if cfg else None
     if kind is not None and kind != "LORA":
         yield Hit(
-            f"peft_type is {kind!r}; vLLM would try to read it as LoRA and fail or misbehave", ADAPTER_CONFIG
+            f"peft_type is {_short(kind)}; vLLM would try to read it as LoRA and fail or misbehave",
+            ADAPTER_CONFIG,
         )
 
 
@@ -173,7 +237,8 @@ def _rank_pattern_above(ctx: CheckContext) -> Iterator[Hit]:
     else:
         how = f"vLLM refuses 'LoRA rank {top} is greater than max_lora_rank'"
     yield Hit(
-        f"rank_pattern {over} exceeds the rank limit {limit}: {how}; {_server_for(top)}", ADAPTER_CONFIG
+        f"rank_pattern {_short(over, 160)} exceeds the rank limit {limit}: {how}; {_server_for(top)}",
+        ADAPTER_CONFIG,
     )
 
 
@@ -196,8 +261,8 @@ def _pattern_ignored(ctx: CheckContext) -> Iterator[Hit]:
     for key, values in differing.items():
         if values:
             yield Hit(
-                f"{key} {values}: vLLM {old} ignores it and would serve those modules with the global "
-                f"r/lora_alpha scaling: silently wrong outputs",
+                f"{key} {_short(values, 160)}: vLLM {old} ignores it and would serve those modules with "
+                f"the global r/lora_alpha scaling: silently wrong outputs",
                 ADAPTER_CONFIG,
             )
 
@@ -213,8 +278,8 @@ def _modules_to_save(ctx: CheckContext) -> Iterator[Hit]:
     value = cfg.get("modules_to_save") if cfg else None
     if value:
         yield Hit(
-            f"modules_to_save={value!r}: vLLM refuses it ('vLLM only supports modules_to_save being None' "
-            f"for causal LMs)",
+            f"modules_to_save={_short(value)}: vLLM refuses it ('vLLM only supports modules_to_save being "
+            f"None' for causal LMs)",
             ADAPTER_CONFIG,
         )
 
@@ -231,7 +296,7 @@ def _bias(ctx: CheckContext) -> Iterator[Hit]:
     cfg = _cfg(ctx)
     bias = cfg.get("bias") if cfg else None
     if bias not in (None, "none"):
-        yield Hit(f"bias={bias!r}: vLLM refuses it ('Adapter bias is not supported')", ADAPTER_CONFIG)
+        yield Hit(f"bias={_short(bias)}: vLLM refuses it ('Adapter bias is not supported')", ADAPTER_CONFIG)
 
 
 @rule(
@@ -324,10 +389,9 @@ def targeted_modules(ctx: CheckContext) -> tuple[dict[str, list[str]], list[str]
         if targets == "all-linear":
             matched[targets] = modules
         else:
-            try:
-                pattern = re.compile(targets)
-            except re.error:
-                return {}, []
+            pattern = compile_pattern(targets)
+            if not pattern.usable:
+                return {}, []  # config.invalid-value / config.regex-unsafe report it
             matched[targets] = [m for m in modules if pattern.fullmatch(m)]
     elif isinstance(targets, list):
         for t in targets:

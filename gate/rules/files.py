@@ -10,6 +10,7 @@ from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import (
     ADAPTER_CONFIG,
     PICKLE_WEIGHTS,
+    SERVED_FILES,
     TEMPLATE_FILE,
     TOKENIZER_CONFIG,
     TOKENIZER_JSON,
@@ -33,6 +34,23 @@ def _symlinks(ctx: CheckContext) -> Iterator[Hit]:
             outside = True
         where = "outside the adapter directory" if outside else "inside the adapter directory"
         yield Hit(f"{rel} is a symlink to {target!r} ({where}); it was not followed", rel)
+
+
+@rule(
+    "files.not-regular",
+    "error",
+    title="a file the server reads is a FIFO, directory, socket or device (gate reads only regular files)",
+    hint="replace it with the regular file save_pretrained writes",
+)
+def _not_regular(ctx: CheckContext) -> Iterator[Hit]:
+    for name in SERVED_FILES:
+        kind = ctx.special_kind(name)
+        if kind is not None:
+            yield Hit(
+                f"{name} is {kind}, not a regular file: it was not opened (vLLM's loader would block on a "
+                f"FIFO and fail on a directory or device)",
+                name,
+            )
 
 
 @rule(
@@ -97,7 +115,11 @@ def _too_large(ctx: CheckContext) -> Iterator[Hit]:
     if count > 10_000:
         yield Hit("more than 10000 entries in the adapter directory (stopped counting)", ".")
     elif total > limit:
-        yield Hit(f"the adapter directory holds {total} bytes, more than the contract's {limit}", ".")
+        yield Hit(
+            f"the adapter directory holds {total} bytes, more than the contract's {limit}; its weights were "
+            f"not scanned further",
+            ".",
+        )
 
 
 @rule(
@@ -108,11 +130,11 @@ def _too_large(ctx: CheckContext) -> Iterator[Hit]:
 )
 def _unreadable(ctx: CheckContext) -> Iterator[Hit]:
     for name in (ADAPTER_CONFIG, TOKENIZER_CONFIG, TOKENIZER_JSON, "special_tokens_map.json"):
-        if ctx.same_as_base(name):
+        if ctx.special_kind(name) or ctx.same_as_base(name):  # files.not-regular reports the former
             continue  # byte-identical to the base's file
         doc = ctx.json_file(name)
         if doc.error:
             yield Hit(f"{name} {doc.error}", name)
     _, template_error = ctx.template
-    if template_error and TEMPLATE_FILE in ctx.entries:
+    if template_error and TEMPLATE_FILE in ctx.entries and not ctx.special_kind(TEMPLATE_FILE):
         yield Hit(template_error, TEMPLATE_FILE)

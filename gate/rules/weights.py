@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import WEIGHTS
+from gate.rules.config import patterns
 from gate.safetensors_io import TensorInfo
 
 _PREFIX = "base_model.model."
@@ -245,14 +246,10 @@ def _shapes(ctx: CheckContext) -> Iterator[Hit]:
 
 def _expected_rank(ctx: CheckContext, module: str) -> int | None:
     cfg = ctx.config.data or {}
-    pattern = cfg.get("rank_pattern")
-    if isinstance(pattern, dict):
-        for key, value in pattern.items():
-            try:
-                if re.match(rf"(.*\.)?({key})$", module) and isinstance(value, int):
-                    return value
-            except re.error:
-                continue
+    table = patterns(ctx, "rank_pattern")
+    value = table.value(module) if table else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     r = cfg.get("r")
     return r if isinstance(r, int) and not isinstance(r, bool) and r > 0 else None
 

@@ -152,7 +152,7 @@ def test_oversized_contract_is_refused_before_parsing(tmp_path: Path):
     big = tmp_path / "big.yaml"
     with open(big, "wb") as fh:
         fh.truncate(2 << 20)
-    with pytest.raises(InputError, match="more than the 1048576-byte limit"):
+    with pytest.raises(InputError, match="more than the 262144-byte limit"):
         Contract.from_yaml(big)
 
 

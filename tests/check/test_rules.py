@@ -52,6 +52,11 @@ def _symlink_out(d: Path) -> None:
     os.symlink("/etc/hostname", d / "README.md")
 
 
+def _fifo_weights(d: Path) -> None:
+    (d / "adapter_model.safetensors").unlink()
+    os.mkfifo(d / "adapter_model.safetensors")
+
+
 def _pickle_only(d: Path) -> None:
     (d / "adapter_model.safetensors").rename(d / "adapter_model.bin")
 
@@ -136,11 +141,15 @@ FAULTS: dict[str, Fault] = {
     "pickle-only": Fault("files.pickle-weights", mutate=_pickle_only),
     "pickle-beside": Fault("files.pickle-ignored", mutate=_pickle_beside),
     "too-large": Fault("files.too-large", mutate=_sparse_blob),
+    "weights-fifo": Fault("files.not-regular", mutate=_fifo_weights),
     "config-not-utf8": Fault("files.unreadable", mutate=_non_utf8_config),
     "missing-target-modules": Fault(
         "config.missing-fields", build={"tweak_config": {"target_modules": None}}
     ),
     "rank-is-string": Fault("config.invalid-value", build={"tweak_config": {"r": "8"}}),
+    "backtracking-regex": Fault(
+        "config.regex-unsafe", build={"tweak_config": {"target_modules": r"(.*\.)*(q|v)_proj"}}
+    ),
     "not-lora": Fault("config.peft-type", build={"tweak_config": {"peft_type": "LOHA"}}),
     "rank-24": Fault("adapter.rank-above-max", build={"rank": 24}),
     "rank-below-min": Fault(
