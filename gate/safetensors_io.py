@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -132,7 +133,7 @@ def read_header(path: Path, *, max_header_bytes: int = MAX_HEADER_BYTES) -> Safe
             )
         raw = fh.read(n)
     try:
-        doc = loads_json(raw.decode("utf-8"), max_depth=3)
+        doc = loads_json(raw.decode("utf-8"), max_depth=None, strict_ints=False)
     except LimitError as e:
         raise _fail(path, f"the header is refused: {e}") from None
     except (UnicodeDecodeError, ValueError) as e:
@@ -153,7 +154,7 @@ def _tensor_info(path: Path, name: str, entry: Any) -> TensorInfo:
     if not isinstance(entry, dict):
         raise _fail(path, f"tensor {name!r}: entry is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise _fail(path, f"tensor {name!r}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
@@ -189,13 +190,16 @@ def _check_tiling(path: Path, tensors: dict[str, TensorInfo], data_size: int) ->
         raise _fail(path, f"{data_size - end} trailing bytes after the last tensor")
 
 
-def scan_nonfinite(path: Path, header: SafetensorsHeader | None = None) -> dict[str, int]:
+def scan_nonfinite(
+    path: Path, header: SafetensorsHeader | None = None, *, only: Collection[str] | None = None
+) -> dict[str, int]:
     """Count NaN/Inf values per floating-point tensor, reading the data once in 16 MiB chunks.
 
-    Integer tensors are skipped (they cannot hold NaN). Memory stays bounded by
-    the chunk size whatever the file size.
+    Integer tensors are skipped (they cannot hold NaN), and so are tensors not in
+    ``only`` when it is given. Memory stays bounded by the chunk size whatever the file size.
     """
     header = header or read_header(path)
+    selected = header.tensors if only is None else {k: v for k, v in header.tensors.items() if k in only}
     counts: dict[str, int] = {}
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
@@ -203,7 +207,7 @@ def scan_nonfinite(path: Path, header: SafetensorsHeader | None = None) -> dict[
     with open_nofollow(path) as fh:
         pos = header.data_start
         fh.seek(pos)
-        for name, info in sorted(header.tensors.items(), key=lambda kv: kv[1].data_offsets):
+        for name, info in sorted(selected.items(), key=lambda kv: kv[1].data_offsets):
             begin, end = (header.data_start + o for o in info.data_offsets)
             if pos != begin:  # tensors tile the data section, so this only happens after a skip
                 fh.seek(begin)

@@ -263,9 +263,12 @@ def _check_depth(value: Any, limit: int) -> None:
                 stack.append((child, depth + 1))
 
 
-def loads_json(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+def loads_json(data: bytes | str, *, max_depth: int | None = MAX_DEPTH, strict_ints: bool = True) -> Any:
     """Parse JSON strictly: finite numbers, bounded integers and depth, no duplicate keys.
 
+    ``max_depth=None`` and ``strict_ints=False`` skip the depth walk and the per-integer
+    hook for documents whose shape the caller validates itself (a safetensors header with
+    100,000 tensors); the decoder's recursion limit and Python's 4300-digit limit still bound them.
     Raises :class:`LimitError` (a ``ValueError``) for a bound and ``ValueError`` for bad syntax.
     """
     try:
@@ -274,11 +277,13 @@ def loads_json(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
             object_pairs_hook=_unique_pairs,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
-            parse_int=_bounded_int,
+            parse_int=_bounded_int if strict_ints else None,
         )
     except RecursionError:  # the C decoder's own bound, far above ours
-        raise LimitError(f"nested deeper than {max_depth} levels") from None
-    if isinstance(value, dict | list):
+        raise LimitError(
+            f"nested deeper than {max_depth} levels" if max_depth else "nested too deeply"
+        ) from None
+    if max_depth is not None and isinstance(value, dict | list):
         _check_depth(value, max_depth)
     return value
 

@@ -189,16 +189,23 @@ class CheckContext:
         except InputError as e:
             return None, e.message.removeprefix(f"{self.adapter_dir / WEIGHTS}: ")
 
-    @cached_property
-    def nonfinite(self) -> dict[str, int]:
-        """NaN/Inf count per tensor (one streamed pass; empty if the header is unreadable)."""
+    def nonfinite(self, names: frozenset[str]) -> dict[str, int]:
+        """NaN/Inf count of the tensors ``names`` (one streamed pass; empty when unreadable or oversize).
+
+        Only the tensors vLLM would load are named: a tensor it refuses or skips fails the
+        gate by another rule, and 100,000 tiny decoys must not cost 100,000 reads.
+        """
         header, _ = self.header
-        if header is None or self.oversize:
+        if header is None or self.oversize or not names:
             return {}
-        try:
-            return scan_nonfinite(header.path, header)
-        except InputError:
-            return {}
+        key = f"nonfinite:{hash(names)}"
+        if key not in self.memo:
+            try:
+                self.memo[key] = scan_nonfinite(header.path, header, only=names)
+            except InputError:
+                self.memo[key] = {}
+        counts: dict[str, int] = self.memo[key]
+        return counts
 
     # --- the base ---------------------------------------------------------------------------------
 

@@ -342,7 +342,13 @@ def _embedding_vocab(ctx: CheckContext) -> Iterator[Hit]:
     hint="the training diverged; lower the learning rate or fix the data, then retrain",
 )
 def _nonfinite(ctx: CheckContext) -> Iterator[Hit]:
-    bad = {name: n for name, n in ctx.nonfinite.items() if n}
+    c = classify(ctx)
+    if c is None:
+        return
+    loaded = frozenset(t.name for t in c.matched) | {
+        t.name for t in c.lora if t.kind.startswith("lora_embedding")
+    }
+    bad = {name: n for name, n in ctx.nonfinite(loaded).items() if n}
     if bad:
         total = sum(bad.values())
         items = [f"{name} ({n})" for name, n in sorted(bad.items())]
