@@ -414,12 +414,11 @@ CASES: dict[str, Case] = {
         "template.unsafe",
         "the sandbox blocked",
     ),
-    "template-loops-forever": Case(
-        lambda d: (d / "chat_template.jinja").write_text(
-            "{% for i in range(99999) %}{% for j in range(99999) %}{{ i }}{% endfor %}{% endfor %}"
-        ),
+    # (a template that loops forever is killed at the 2 s render deadline: tests/check/test_hostile.py)
+    "template-allocates": Case(
+        lambda d: (d / "chat_template.jinja").write_text("{{ 'x' * 10**12 }}"),
         "template.resource-limit",
-        "rendering was stopped",
+        "repetition would make",
     ),
     "template-includes-passwd": Case(
         lambda d: (d / "chat_template.jinja").write_text("{% include '/etc/passwd' %}"),
