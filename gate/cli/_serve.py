@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--db", help="sqlite:///PATH or postgresql://... (env GATE_SERVICE_DATABASE_URL)")
     p.add_argument("--data-dir", type=Path, help="uploads, bundles, logs (env GATE_SERVICE_DATA_DIR)")
     p.add_argument("--workers", type=int, help="worker processes (env GATE_SERVICE_WORKERS)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        help="HTTP processes (env GATE_SERVICE_PROCESSES, default 1); queue workers are not multiplied",
+    )
     p.add_argument("--executor", choices=["local", "ray"], help="where jobs run (env GATE_SERVICE_EXECUTOR)")
     p.add_argument("--vllm-url", help="a running vLLM server for smoke and eval (env GATE_SERVICE_VLLM_URL)")
     p.add_argument(
@@ -30,7 +35,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+# Modules of the service extra ``gate serve`` cannot start without.
+_SERVICE_MODULES = ("litestar", "uvicorn", "sqlalchemy", "greenlet", "aiosqlite", "alembic", "psycopg", "jwt")
+
+
+def _distribution() -> str:
+    from importlib.metadata import packages_distributions
+
+    return next(iter(packages_distributions().get("gate", [])), "gate")
+
+
+def _require_service_extra() -> None:
+    """One line naming what to install when the service extra is missing (not an ImportError traceback)."""
+    import importlib.util
+
+    from gate.errors import InputError
+
+    missing = [m for m in _SERVICE_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(
+            f"gate serve needs the service extra (missing: {', '.join(missing)}): "
+            f"pip install '{_distribution()}[service]'"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    _require_service_extra()
     from gate.console import print_json
     from gate.errors import InputError
     from gate.service.db import migrate, sync_engine, sync_session
@@ -44,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         ("db", "database_url"),
         ("data_dir", "data_dir"),
         ("workers", "workers"),
+        ("processes", "processes"),
         ("executor", "executor"),
         ("vllm_url", "vllm_url"),
     ):
@@ -74,16 +105,9 @@ def run(args: argparse.Namespace) -> int:
             print(token)
         return 0
 
-    import uvicorn
+    if settings.processes < 1:
+        raise InputError(f"--processes must be at least 1, got {settings.processes}")
+    from gate.service.app import serve
 
-    from gate.service.app import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-        access_log=False,
-    )
+    serve(settings)
     return 0

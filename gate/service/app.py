@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
 from gate import __version__
-from gate.errors import Error
+from gate.errors import Error, InputError, ServerError
 from gate.service.archives import ArchiveError
 from gate.service.auth import OIDCVerifier
+from gate.service.bodies import BoundedRequest
 from gate.service.db import async_engine, async_sessions, migrate, sync_engine
 from gate.service.domain.contracts import ContractController
 from gate.service.domain.pilots import PilotController, PilotUIController
@@ -38,20 +40,25 @@ from gate.service.queue import recover
 from gate.service.settings import Settings, get_settings
 from gate.service.state import AppState
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "http_app", "serve"]
 
 log = logging.getLogger("gate.service")
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _gate_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Bad input is a 400 naming the problem; a fault of the server or of a tool it ran is a 5xx."""
     assert isinstance(exc, Error)
-    body: dict[str, Any] = {"status_code": 400, "detail": exc.message}
+    code = 400 if isinstance(exc, InputError) else 502 if isinstance(exc, ServerError) else 500
+    body: dict[str, Any] = {"status_code": code, "detail": exc.message}
     if exc.hint:
         body["hint"] = exc.hint
     if isinstance(exc, ArchiveError):
         body["error"] = "bad_archive"
-    return Response(body, status_code=400)
+    elif code >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.diagnostics())
+        body["error"] = "server_fault"
+    return Response(body, status_code=code)
 
 
 def _start_worker(settings: Settings, index: int) -> subprocess.Popen[bytes]:
@@ -98,8 +105,10 @@ def _recover_at_start(settings: Settings) -> int:
         engine.dispose()
 
 
-def create_app(settings: Settings | None = None, *, start_workers: bool = True) -> Litestar:
-    """The gate service app: migrations and job recovery run at startup, workers start beside it."""
+def create_app(
+    settings: Settings | None = None, *, start_workers: bool = True, prepare: bool = True
+) -> Litestar:
+    """The gate service app: migrations and job recovery run at startup (``prepare``), workers beside it."""
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = async_engine(settings)
@@ -114,10 +123,11 @@ def create_app(settings: Settings | None = None, *, start_workers: bool = True) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(migrate, settings)
-        n = await anyio.to_thread.run_sync(_recover_at_start, settings)
-        if n:
-            log.warning("recovered %d job(s) interrupted by the last shutdown", n)
+        if prepare:
+            await anyio.to_thread.run_sync(migrate, settings)
+            n = await anyio.to_thread.run_sync(_recover_at_start, settings)
+            if n:
+                log.warning("recovered %d job(s) interrupted by the last shutdown", n)
         async with anyio.create_task_group() as tg:
             if start_workers and settings.workers > 0:
                 state.workers = [_start_worker(settings, i) for i in range(settings.workers)]
@@ -151,6 +161,7 @@ def create_app(settings: Settings | None = None, *, start_workers: bool = True) 
             DefineMiddleware(TokenAuthMiddleware, exclude=["^/health$"]),
         ],
         exception_handlers={Error: _gate_error},
+        request_class=BoundedRequest,
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         openapi_config=OpenAPIConfig(
             title="gate",
@@ -172,3 +183,53 @@ def create_app(settings: Settings | None = None, *, start_workers: bool = True) 
     )
     app.state.gate = state
     return app
+
+
+def http_app() -> Litestar:
+    """One HTTP process of ``gate serve --processes N`` (uvicorn's factory): requests only.
+
+    Its parent ran the migrations and the recovery and owns the queue's workers, so
+    N processes serve HTTP while the queue stays exactly as with one.
+    """
+    return create_app(get_settings(), start_workers=False, prepare=False)
+
+
+def _supervise_sync(
+    settings: Settings, workers: list[subprocess.Popen[bytes]], stop: threading.Event
+) -> None:
+    while not stop.wait(5.0):
+        for i, p in enumerate(workers):
+            # A worker that died as the server is stopping is not restarted.
+            if p.poll() is not None and not stop.wait(1.0):
+                log.warning("worker %d exited with %s; starting a new one", i, p.returncode)
+                workers[i] = _start_worker(settings, i)
+
+
+def serve(settings: Settings) -> None:
+    """Run the service until it is stopped: one process, or ``settings.processes`` HTTP processes."""
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": 10,
+        "access_log": False,
+    }
+    if settings.processes <= 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    migrate(settings)
+    if n := _recover_at_start(settings):
+        log.warning("recovered %d job(s) interrupted by the last shutdown", n)
+    # The HTTP processes are spawned afresh and read their settings from the environment.
+    os.environ.update(settings.to_env())
+    workers = [_start_worker(settings, i) for i in range(settings.workers)]
+    stop = threading.Event()
+    supervisor = threading.Thread(target=_supervise_sync, args=(settings, workers, stop), daemon=True)
+    supervisor.start()
+    try:
+        uvicorn.run("gate.service.app:http_app", factory=True, workers=settings.processes, **common)
+    finally:
+        stop.set()
+        _stop_workers(workers)

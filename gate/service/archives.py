@@ -105,22 +105,22 @@ def _unpack_tar(archive: Path, root: Path, budget: _Budget) -> None:
         # Stream mode: members are read in order, nothing is seeked or buffered whole.
         with tarfile.open(archive, mode="r|*") as tf:
             for m in tf:
-                rel = _safe_name(m.name, archive.name)
+                rel = _safe_name(m.name, budget.name)
                 budget.member(m.name)
                 if m.issym() or m.islnk():
                     raise ArchiveError(
-                        f"{archive.name}: member {m.name!r} is a {'symbolic' if m.issym() else 'hard'} link "
+                        f"{budget.name}: member {m.name!r} is a {'symbolic' if m.issym() else 'hard'} link "
                         f"to {m.linkname!r}; links are refused"
                     )
                 if not (m.isreg() or m.isdir()):
                     raise ArchiveError(
-                        f"{archive.name}: member {m.name!r} is a special file (type {m.type!r})"
+                        f"{budget.name}: member {m.name!r} is a special file (type {m.type!r})"
                     )
                 if rel is None:
                     continue
                 if m.size > budget.limits.max_total_bytes:
                     raise ArchiveError(
-                        f"{archive.name}: member {m.name!r} declares {m.size} bytes, over the limit"
+                        f"{budget.name}: member {m.name!r} declares {m.size} bytes, over the limit"
                     )
                 target = _mkparents(root, rel)
                 if m.isdir():
@@ -128,15 +128,15 @@ def _unpack_tar(archive: Path, root: Path, budget: _Budget) -> None:
                     continue
                 src = tf.extractfile(m)
                 if src is None:  # pragma: no cover - regular files always have data
-                    raise ArchiveError(f"{archive.name}: member {m.name!r} has no data")
+                    raise ArchiveError(f"{budget.name}: member {m.name!r} has no data")
                 try:
                     _write(src, target, budget, m.name)
                 except FileExistsError as e:
-                    raise ArchiveError(f"{archive.name}: member {m.name!r} appears twice") from e
+                    raise ArchiveError(f"{budget.name}: member {m.name!r} appears twice") from e
     except (tarfile.TarError, EOFError, OSError) as e:
         if isinstance(e, ArchiveError):
             raise
-        raise ArchiveError(f"{archive.name} is not a readable tar archive: {e}") from e
+        raise ArchiveError(f"{budget.name} is not a readable tar archive: {e}") from e
 
 
 def _unpack_zip(archive: Path, root: Path, budget: _Budget) -> None:
@@ -145,26 +145,28 @@ def _unpack_zip(archive: Path, root: Path, budget: _Budget) -> None:
             infos = zf.infolist()
             if len(infos) > budget.limits.max_files:
                 raise ArchiveError(
-                    f"{archive.name} has {len(infos)} members, more than {budget.limits.max_files}"
+                    f"{budget.name} has {len(infos)} members, more than {budget.limits.max_files}"
                 )
             declared = sum(i.file_size for i in infos)
             if declared > budget.limits.max_total_bytes:
                 raise ArchiveError(
-                    f"{archive.name} declares {declared} bytes unpacked, "
+                    f"{budget.name} declares {declared} bytes unpacked, "
                     f"more than {budget.limits.max_total_bytes}"
                 )
             for info in infos:
-                rel = _safe_name(info.filename, archive.name)
+                rel = _safe_name(info.filename, budget.name)
                 budget.member(info.filename)
-                mode = (info.external_attr >> 16) & 0o177777
-                if stat.S_ISLNK(mode):
+                # Unix mode bits, when the writer recorded a file type at all: ZipFile.writestr
+                # stores permissions only (type bits 0), which is a plain file, not a special one.
+                kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+                if kind == stat.S_IFLNK:
                     raise ArchiveError(
-                        f"{archive.name}: member {info.filename!r} is a symbolic link; links are refused"
+                        f"{budget.name}: member {info.filename!r} is a symbolic link; links are refused"
                     )
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    raise ArchiveError(f"{archive.name}: member {info.filename!r} is a special file")
+                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    raise ArchiveError(f"{budget.name}: member {info.filename!r} is a special file")
                 if info.flag_bits & 0x1:
-                    raise ArchiveError(f"{archive.name}: member {info.filename!r} is encrypted")
+                    raise ArchiveError(f"{budget.name}: member {info.filename!r} is encrypted")
                 if rel is None:
                     continue
                 target = _mkparents(root, rel)
@@ -175,11 +177,11 @@ def _unpack_zip(archive: Path, root: Path, budget: _Budget) -> None:
                     try:
                         _write(src, target, budget, info.filename)
                     except FileExistsError as e:
-                        raise ArchiveError(f"{archive.name}: member {info.filename!r} appears twice") from e
+                        raise ArchiveError(f"{budget.name}: member {info.filename!r} appears twice") from e
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as e:
         if isinstance(e, ArchiveError):
             raise
-        raise ArchiveError(f"{archive.name} is not a readable zip archive: {e}") from e
+        raise ArchiveError(f"{budget.name} is not a readable zip archive: {e}") from e
 
 
 @contextmanager

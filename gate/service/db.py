@@ -66,7 +66,8 @@ def sync_engine(settings: Settings) -> Engine:
     """A sync engine on the service database (workers, migrations, CLI)."""
     url, _ = _urls(settings.db_url)
     _prepare_sqlite_dir(url)
-    engine = create_engine(url, pool_pre_ping=True)
+    # A pre-ping is a round trip per checkout; a SQLite file never drops a connection.
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -76,9 +77,9 @@ def async_engine(settings: Settings) -> AsyncEngine:
     """An async engine on the service database (the API server)."""
     _, url = _urls(settings.db_url)
     _prepare_sqlite_dir(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     if not url.startswith("sqlite"):
-        kwargs.update(pool_size=20, max_overflow=20)
+        kwargs.update(pool_pre_ping=True, pool_size=20, max_overflow=20)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

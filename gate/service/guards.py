@@ -1,38 +1,96 @@
-"""Litestar glue for auth: the middleware that resolves the caller, and role guards."""
+"""Litestar glue for auth: the middleware that resolves the caller (and holds the request's one
+database session), CSRF for cookie-authenticated writes, and role guards."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.types import Guard
+from litestar.types import Guard, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gate.service.auth import AuthError, Principal, allows, looks_like_jwt, lookup_token
 from gate.service.settings import Role
 
-__all__ = ["COOKIE", "TokenAuthMiddleware", "requires"]
+__all__ = ["COOKIE", "CSRF_HEADER", "TokenAuthMiddleware", "csrf_token", "db", "requires"]
 
-#: Cookie a browser may carry a (read-only) token in: the web UI needs no login page.
+#: HttpOnly, SameSite=Strict cookie the login page sets.
 COOKIE = "gate_token"
-_HINT = (
-    "send 'Authorization: Bearer TOKEN' (an API token or a GitHub Actions OIDC token) or a gate_token cookie"
-)
+#: Header a cookie-authenticated API write must carry (the UI's forms carry a ``csrf`` field instead).
+CSRF_HEADER = "x-csrf-token"
+_DB = "gate.db"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_HINT = "send 'Authorization: Bearer TOKEN' (an API token or a GitHub Actions OIDC token) or log in at /login"
+
+
+def csrf_token(token: str) -> str:
+    """The CSRF token of a session: derived from its secret, which a cross-site page cannot read."""
+    return hmac.new(token.encode(), b"gate-csrf", hashlib.sha256).hexdigest()
+
+
+def db(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncSession:
+    """The request's database session (the one authentication used)."""
+    s: AsyncSession = connection.scope["state"][_DB]
+    return s
+
+
+def _wants_html(scope: Scope) -> bool:
+    headers = dict(scope.get("headers") or [])
+    return (
+        scope.get("method") == "GET"
+        and not scope["path"].startswith("/api/")
+        and b"text/html" in headers.get(b"accept", b"")
+    )
 
 
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
-    """Resolves ``Authorization: Bearer`` or the ``gate_token`` cookie to a :class:`Principal`."""
+    """Resolves ``Authorization: Bearer`` or the login cookie to a :class:`Principal`.
+
+    One database session serves the whole request: the token lookup and then the
+    handler's queries (``db(request)``), so a request checks out one connection.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Open the session, authenticate, run the handler; a browser with no login goes to /login."""
+        if scope["type"] != ScopeType.HTTP:
+            await super().__call__(scope, receive, send)
+            return
+        st = scope["app"].state.gate
+        async with st.sessions() as session:
+            scope.setdefault("state", {})[_DB] = session
+            try:
+                await super().__call__(scope, receive, send)
+            except NotAuthorizedException:
+                if not _wants_html(scope):
+                    raise
+                target = scope["path"] + (
+                    "?" + scope["query_string"].decode() if scope["query_string"] else ""
+                )
+                location = f"/login?next={quote(target, safe='')}".encode()
+                start: Any = {
+                    "type": "http.response.start",
+                    "status": 303,
+                    "headers": [(b"location", location)],
+                }
+                await send(start)
+                body: Any = {"type": "http.response.body", "body": b""}
+                await send(body)
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        """Authenticate or raise 401."""
+        """Authenticate or raise 401; a cookie-authenticated API write without the CSRF header is a 403."""
         st = connection.app.state.gate
         header = connection.headers.get("authorization", "")
-        token = ""
+        via = "header"
         if header:
             scheme, _, value = header.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
@@ -40,22 +98,33 @@ class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
                 raise NotAuthorizedException(f"malformed Authorization header; {_HINT}")
             token = value.strip()
         else:
-            token = connection.cookies.get(COOKIE, "")
+            token, via = connection.cookies.get(COOKIE, ""), "cookie"
         if not token:
             st.metrics.auth_failures.labels("missing").inc()
             raise NotAuthorizedException(f"authentication required; {_HINT}")
+        if len(token) > 16384:
+            st.metrics.auth_failures.labels("malformed").inc()
+            raise NotAuthorizedException("the token is longer than 16384 characters")
         try:
             if looks_like_jwt(token):
                 if st.oidc is None:
                     raise AuthError("OIDC tokens are not accepted: this server has no OIDC configuration")
                 principal: Principal = await anyio.to_thread.run_sync(st.oidc.verify, token)
             else:
-                async with st.sessions() as s:
-                    principal = await lookup_token(s, token)
+                principal = await lookup_token(db(connection), token)
         except AuthError as e:
             st.metrics.auth_failures.labels("refused").inc()
             raise NotAuthorizedException(str(e)) from e
-        return AuthenticationResult(user=principal, auth=token)
+        if (
+            via == "cookie"
+            and connection.scope.get("method") not in _SAFE
+            and connection.scope["path"].startswith("/api/")
+            and not hmac.compare_digest(connection.headers.get(CSRF_HEADER, ""), csrf_token(token))
+        ):
+            raise PermissionDeniedException(
+                f"a write authenticated by the login cookie needs the {CSRF_HEADER} header of its session"
+            )
+        return AuthenticationResult(user=principal, auth=(token, via))
 
 
 def requires(role: Role) -> Guard:

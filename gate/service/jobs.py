@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from gate.errors import Error, GateFailure
+from gate.errors import Error, GateFailure, InputError
 from gate.service.db import sync_session
 from gate.service.models import TERMINAL_STATUSES, AuditEntry, Event, GateResult, Release, utcnow
 from gate.service.settings import Settings
@@ -194,9 +194,19 @@ def execute_job(settings: Settings, engine: Engine, job_id: int, release_id: int
             engine, release, status="failed", actor="gate-service", action="failed", error=e.diagnostics()
         )
         return
-    except Error as e:
+    except InputError as e:
+        # The submission itself is unusable (its run or contract): a verdict, not an outage.
         _record_reports(engine, release_id, out_dir)
-        _finish(engine, release, status="error", actor="gate-service", action="failed", error=e.diagnostics())
+        _finish(
+            engine, release, status="failed", actor="gate-service", action="failed", error=e.diagnostics()
+        )
+        return
+    except Error as e:
+        # A server or tool fault: the release is `error`, and may be retried under the same version.
+        _record_reports(engine, release_id, out_dir)
+        _finish(
+            engine, release, status="error", actor="gate-service", action="errored", error=e.diagnostics()
+        )
         return
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -208,7 +218,7 @@ def execute_job(settings: Settings, engine: Engine, job_id: int, release_id: int
             release,
             status="error",
             actor="gate-service",
-            action="failed",
+            action="errored",
             error=f"internal error in the release pipeline: {tb}",
         )
         return
@@ -245,12 +255,15 @@ def execute_job(settings: Settings, engine: Engine, job_id: int, release_id: int
                 )
             )
         return
+    # A gate that could not reach a verdict (its server died, a tool crashed) is an outage, not a failure.
+    stopped = verdict.gate(verdict.stopped_at) if verdict.stopped_at else None
+    errored = stopped is not None and stopped.status == "error"
     _finish(
         engine,
         release,
-        status="failed",
+        status="error" if errored else "failed",
         actor="gate-service",
-        action="failed",
+        action="errored" if errored else "failed",
         error=str(verdict.reason or "a gate failed"),
         verdict=data,
     )

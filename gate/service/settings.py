@@ -128,6 +128,8 @@ class Settings:
     port: int = 8470
     executor: ExecutorName = "local"
     workers: int = 1
+    #: HTTP server processes (uvicorn workers); the queue's workers are started once, beside them.
+    processes: int = 1
     #: Ray address; empty starts a local instance.
     ray_address: str = ""
     ray_num_cpus: int = 2
@@ -169,6 +171,7 @@ class Settings:
             "GATE_SERVICE_PORT": str(self.port),
             "GATE_SERVICE_EXECUTOR": self.executor,
             "GATE_SERVICE_WORKERS": str(self.workers),
+            "GATE_SERVICE_PROCESSES": str(self.processes),
             "GATE_SERVICE_RAY_ADDRESS": self.ray_address,
             "GATE_SERVICE_RAY_NUM_CPUS": str(self.ray_num_cpus),
             "GATE_SERVICE_RAY_NUM_GPUS": str(self.ray_num_gpus),
@@ -258,6 +261,7 @@ def get_settings(environ: dict[str, str] | None = None) -> Settings:
         port=num("PORT", d.port, int),
         executor=executor,  # type: ignore[arg-type]
         workers=num("WORKERS", d.workers, int),
+        processes=num("PROCESSES", d.processes, int),
         ray_address=get("RAY_ADDRESS", ""),
         ray_num_cpus=num("RAY_NUM_CPUS", d.ray_num_cpus, int),
         ray_num_gpus=num("RAY_NUM_GPUS", d.ray_num_gpus, float),

@@ -152,3 +152,17 @@ def test_an_archive_without_a_run_is_refused_by_name(tmp_path: Path) -> None:
     out = unpack_archive(archive, tmp_path / "out", LIMITS)
     with pytest.raises(ArchiveError, match=r"no training run: expected run\.json"):
         find_run_dir(out)
+
+
+def test_a_zip_written_by_writestr_with_no_file_type_bits_is_accepted(tmp_path: Path) -> None:
+    # ZipFile.writestr(name, data) records permissions only (0o600, type bits 0): a plain file.
+    run = write_run_dir(tmp_path / "src")
+    archive = tmp_path / "plain.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(run.rglob("*")):
+            if p.is_file():
+                zf.writestr(str(p.relative_to(run)), p.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        assert all((i.external_attr >> 16) & 0o170000 == 0 for i in zf.infolist())
+    out = unpack_archive(archive, tmp_path / "out", LIMITS)
+    assert find_run_dir(out) == out and (out / "adapter" / "adapter_config.json").is_file()

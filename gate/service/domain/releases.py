@@ -1,4 +1,4 @@
-"""Releases: submit (by reference or upload), list, read, follow (SSE), approve or reject."""
+"""Releases over HTTP: submit (by reference or upload), list, read, follow (SSE), approve, reject, retry."""
 
 from __future__ import annotations
 
@@ -17,33 +17,35 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from litestar.status_codes import HTTP_409_CONFLICT, HTTP_413_REQUEST_ENTITY_TOO_LARGE
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gate.contract import Contract
 from gate.errors import InputError
 from gate.service.archives import find_run_dir, unpack_archive
 from gate.service.auth import Principal
+from gate.service.domain import actions
+from gate.service.domain.actions import Conflict
 from gate.service.domain.contracts import find_contract
-from gate.service.domain.schemas import AuditRead, GateRead, ReleaseRead, ReleaseSubmit
-from gate.service.guards import requires
-from gate.service.models import TERMINAL_STATUSES, AuditEntry, Event, GateResult, Job, Release, utcnow
+from gate.service.domain.queries import MAX_ID, ReleaseFilter, check_id, list_releases, read_release
+from gate.service.domain.schemas import AuditRead, ReleaseRead, ReleaseSubmit
+from gate.service.guards import db, requires
+from gate.service.models import TERMINAL_STATUSES, AuditEntry, Event, GateResult, Job, Release
 from gate.service.settings import Settings
 from gate.service.state import AppState, app_state
 
-__all__ = ["AuditController", "ReleaseController", "load_release", "release_read"]
+__all__ = [
+    "AuditController",
+    "ReleaseController",
+    "audit_entries",
+    "load_release",
+    "read_run_record",
+    "status_counts",
+]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 # An OCI tag: what the version becomes in the registry reference.
 _VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
-
-
-class Conflict(ClientException):
-    """409: the release version already exists."""
-
-    status_code = HTTP_409_CONFLICT
 
 
 class TooLarge(ClientException):
@@ -61,12 +63,6 @@ def _check_ids(name: str, version: str) -> None:
         raise InputError(
             f"release version {version!r} is not a valid OCI tag", hint="e.g. 1.2.0 or 2026-11-28.1"
         )
-
-
-def _target(settings: Settings, contract: Contract, name: str, version: str) -> str:
-    if settings.publish.target_prefix:
-        return f"{settings.publish.target_prefix.rstrip('/')}/{name}:{version}"
-    return contract.publish.target
 
 
 def _resolve_reference(settings: Settings, raw: str) -> Path:
@@ -91,113 +87,31 @@ def _resolve_reference(settings: Settings, raw: str) -> Path:
     return real
 
 
-async def release_read(s: AsyncSession, r: Release, *, with_verdict: bool = False) -> ReleaseRead:
-    """The API form of a release, with its gates."""
-    gates = (
-        await s.scalars(select(GateResult).where(GateResult.release_id == r.id).order_by(GateResult.id))
-    ).all()
-    return ReleaseRead(
-        id=r.id,
-        name=r.name,
-        version=r.version,
-        status=r.status,
-        contract=r.contract_name,
-        contract_sha256=r.contract_sha256,
-        approval_required=r.approval_required,
-        source=r.source_kind,
-        target=r.target,
-        digest=r.digest,
-        error=r.error,
-        submitted_by=r.submitted_by,
-        approved_by=r.approved_by,
-        created_at=r.created_at,
-        updated_at=r.updated_at,
-        gates=[
-            GateRead(
-                gate=g.gate,
-                status=g.status,
-                seconds=g.seconds,
-                updated_at=g.updated_at,
-                has_report=g.report is not None,
-            )
-            for g in gates
-        ],
-        verdict=r.verdict if with_verdict else None,
-    )
-
-
 async def load_release(s: AsyncSession, release_id: int) -> Release:
-    """The release or 404."""
+    """The release row or 404."""
+    check_id(release_id)
     r = await s.get(Release, release_id)
     if r is None:
         raise NotFoundException(f"no release {release_id}")
     return r
 
 
-async def _create(
-    st: AppState, who: Principal, *, name: str, version: str, contract: Contract, run_dir: Path, source: str
-) -> Release:
-    release = Release(
-        name=name,
-        version=version,
-        status="queued",
-        contract_name=contract.name,
-        contract_path=str(contract.source_path),
-        contract_sha256=contract.sha256,
-        approval_required=contract.approval.required,
-        source_kind=source,
-        run_dir=str(run_dir),
-        target=_target(st.settings, contract, name, version),
-        submitted_by=who.name,
-    )
-    async with st.sessions() as s:
-        try:
-            async with s.begin():
-                s.add(release)
-                await s.flush()
-                s.add(
-                    Job(
-                        release_id=release.id,
-                        kind="release",
-                        status="queued",
-                        max_attempts=st.settings.max_attempts,
-                    )
-                )
-                s.add(
-                    AuditEntry(
-                        actor=who.name,
-                        action="submitted",
-                        release_id=release.id,
-                        name=name,
-                        version=version,
-                        detail={
-                            "contract": contract.name,
-                            "source": source,
-                            "contract_sha256": contract.sha256,
-                            "target": release.target,
-                        },
-                    )
-                )
-                s.add(
-                    Event(
-                        release_id=release.id,
-                        kind="submitted",
-                        data={"event": "submitted", "by": who.name, "source": source},
-                    )
-                )
-        except IntegrityError as e:
-            st.metrics.conflicts.inc()
-            raise Conflict(f"release {name} {version} already exists") from e
-    st.metrics.submitted.inc()
-    return release
-
-
-async def _exists(st: AppState, name: str, version: str) -> Release | None:
-    async with st.sessions() as s:
-        r: Release | None = await s.scalar(
-            select(Release).where(Release.name == name, Release.version == version)
+def _last_event_id(raw: str) -> int | None:
+    """The SSE ``Last-Event-ID`` header as an event id; anything else is a 400 (never a 500)."""
+    if not raw:
+        return None
+    if len(raw) > 19 or not raw.isascii() or not raw.isdigit():
+        raise InputError(
+            f"Last-Event-ID {raw[:40]!r} is not an event id (a decimal integer of at most 19 digits)"
         )
-        return r
+    return int(raw)
+
+
+async def _exists(s: AsyncSession, name: str, version: str) -> str | None:
+    status: str | None = await s.scalar(
+        select(Release.status).where(Release.name == name, Release.version == version)
+    )
+    return status
 
 
 class ReleaseController(Controller):
@@ -213,8 +127,10 @@ class ReleaseController(Controller):
         _check_ids(data.name, data.version)
         contract = await anyio.to_thread.run_sync(find_contract, st.settings, data.contract)
         run_dir = _resolve_reference(st.settings, data.run)
-        release = await _create(
-            st,
+        s = db(request)
+        rid = await actions.create_release(
+            s,
+            st.settings,
             request.user,
             name=data.name,
             version=data.version,
@@ -222,8 +138,8 @@ class ReleaseController(Controller):
             run_dir=run_dir,
             source="reference",
         )
-        async with st.sessions() as s:
-            return await release_read(s, await load_release(s, release.id))
+        _count_submit(st)
+        return await read_release(s, rid)
 
     @post("/upload", guards=[requires("submit")], status_code=201, request_max_body_size=None)
     async def upload(
@@ -237,13 +153,18 @@ class ReleaseController(Controller):
         st = app_state(request)
         _check_ids(name, version)
         limits = st.settings.archive
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
+        declared = request.headers.get("content-length", "")
+        if declared and (not declared.isdigit() or len(declared) > 19):
+            raise InputError(f"Content-Length {declared[:40]!r} is not a byte count")
+        if declared and int(declared) > limits.max_upload_bytes:
             raise TooLarge(f"upload of {declared} bytes is over the limit of {limits.max_upload_bytes} bytes")
         the_contract = await anyio.to_thread.run_sync(find_contract, st.settings, contract)
-        if (existing := await _exists(st, name, version)) is not None:
+        s = db(request)
+        if (existing := await _exists(s, name, version)) is not None:
             st.metrics.conflicts.inc()
-            raise Conflict(f"release {name} {version} already exists (status {existing.status})")
+            raise Conflict(f"release {name} {version} already exists (status {existing})")
+        # The upload may take minutes: no transaction (and no pooled connection) is held meanwhile.
+        await s.rollback()
         uploads = st.settings.data_dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         uid = uuid.uuid4().hex
@@ -260,12 +181,12 @@ class ReleaseController(Controller):
                     fh.write(chunk)
             if size == 0:
                 raise InputError("the request body is empty: send the run archive as the body")
-            await anyio.to_thread.run_sync(
-                lambda: unpack_archive(part, unpacked, limits, name=f"upload of {name} {version}")
-            )
+            label = f"upload of {name} {version}"
+            await anyio.to_thread.run_sync(lambda: unpack_archive(part, unpacked, limits, name=label))
             run_dir = find_run_dir(unpacked)
-            release = await _create(
-                st,
+            rid = await actions.create_release(
+                s,
+                st.settings,
                 request.user,
                 name=name,
                 version=version,
@@ -273,67 +194,62 @@ class ReleaseController(Controller):
                 run_dir=run_dir,
                 source="upload",
             )
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(unpacked, ignore_errors=True)
+            if isinstance(e, Conflict):
+                st.metrics.conflicts.inc()
             raise
         finally:
             part.unlink(missing_ok=True)
-        async with st.sessions() as s:
-            return await release_read(s, await load_release(s, release.id))
+        _count_submit(st)
+        return await read_release(s, rid)
 
     @get("/", guards=[requires("read")])
     async def read_all(
         self,
         request: Request[Principal, Any, Any],
-        status: str | None = None,
-        name: str | None = None,
+        status: str | None = Parameter(
+            default=None, max_length=400, description="one or more, comma-separated"
+        ),
+        name: str | None = Parameter(default=None, max_length=200),
+        contract: str | None = Parameter(default=None, max_length=200),
+        since: str | None = Parameter(default=None, max_length=40, description="created at or after (ISO)"),
+        until: str | None = Parameter(default=None, max_length=40, description="created before (ISO)"),
         limit: int = Parameter(default=100, ge=1, le=1000),
-        offset: int = Parameter(default=0, ge=0),
+        offset: int = Parameter(default=0, ge=0, le=MAX_ID),
     ) -> list[ReleaseRead]:
-        """Releases, newest first."""
-        st = app_state(request)
-        q = select(Release).order_by(Release.id.desc()).limit(limit).offset(offset)
-        if status:
-            q = q.where(Release.status == status)
-        if name:
-            q = q.where(Release.name == name)
-        async with st.sessions() as s:
-            return [await release_read(s, r) for r in (await s.scalars(q)).all()]
+        """Releases, newest first, with their gates (no verdicts: read one release for that)."""
+        flt = ReleaseFilter.parse(status=status, name=name, contract=contract, since=since, until=until)
+        return await list_releases(db(request), flt, limit=limit, offset=offset)
 
     @get("/{release_id:int}", guards=[requires("read")])
     async def read_one(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
         """One release with per-gate status and its verdict."""
-        async with app_state(request).sessions() as s:
-            return await release_read(s, await load_release(s, release_id), with_verdict=True)
+        return await read_release(db(request), release_id)
 
     @get("/by-version/{name:str}/{version:str}", guards=[requires("read")])
     async def by_version(self, request: Request[Principal, Any, Any], name: str, version: str) -> ReleaseRead:
         """One release by name and version."""
-        async with app_state(request).sessions() as s:
-            r = await s.scalar(select(Release).where(Release.name == name, Release.version == version))
-            if r is None:
-                raise NotFoundException(f"no release {name} {version}")
-            return await release_read(s, r, with_verdict=True)
+        return await read_release(db(request), name=name, version=version)
 
     @get("/{release_id:int}/reports/{gate:str}", guards=[requires("read")])
     async def report(
         self, request: Request[Principal, Any, Any], release_id: int, gate: str
     ) -> dict[str, Any]:
         """The report one gate wrote."""
-        async with app_state(request).sessions() as s:
-            await load_release(s, release_id)
-            row = await s.scalar(
-                select(GateResult).where(GateResult.release_id == release_id, GateResult.gate == gate)
-            )
-            if row is None or row.report is None:
-                raise NotFoundException(f"release {release_id} has no {gate} report")
-            return row.report
+        s = db(request)
+        await load_release(s, release_id)
+        report = await s.scalar(
+            select(GateResult.report).where(GateResult.release_id == release_id, GateResult.gate == gate)
+        )
+        if not isinstance(report, dict):
+            raise NotFoundException(f"release {release_id} has no {gate[:64]} report")
+        return report
 
     @get("/{release_id:int}/run", guards=[requires("read")])
     async def run(self, request: Request[Principal, Any, Any], release_id: int) -> dict[str, Any]:
         """The training run record (run.json) of the release's run."""
-        async with app_state(request).sessions() as s:
-            r = await load_release(s, release_id)
+        r = await load_release(db(request), release_id)
         return await anyio.to_thread.run_sync(read_run_record, Path(r.run_dir))
 
     @get("/{release_id:int}/events", guards=[requires("read")])
@@ -342,89 +258,41 @@ class ReleaseController(Controller):
         request: Request[Principal, Any, Any],
         release_id: int,
         follow: bool = True,
-        after: int = Parameter(default=0, ge=0),
+        after: int = Parameter(default=0, ge=0, le=MAX_ID),
     ) -> ServerSentEvent:
         """Server-sent events of the release: every stored event, then live ones until it is done."""
         st = app_state(request)
-        async with st.sessions() as s:
-            await load_release(s, release_id)
-        last_id = request.headers.get("last-event-id", "")
-        start = int(last_id) if last_id.isdigit() else after
-        return ServerSentEvent(_event_stream(st, release_id, start, follow))
+        last = _last_event_id(request.headers.get("last-event-id", ""))
+        s = db(request)
+        await load_release(s, release_id)
+        # The stream polls with sessions of its own; the request's one must not hold a connection for hours.
+        await s.close()
+        return ServerSentEvent(_event_stream(st, release_id, after if last is None else last, follow))
 
     @post("/{release_id:int}/approve", guards=[requires("approve")], status_code=200)
     async def approve(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
-        """Approve a release whose gates all passed: it is queued for publishing."""
-        st = app_state(request)
-        who = request.user
-        async with st.sessions() as s, s.begin():
-            r = await load_release(s, release_id)
-            if r.submitted_by == who.name and who.role != "admin":
-                raise ClientException(
-                    f"{who.name} submitted release {release_id} and cannot also approve it", status_code=403
-                )
-            res = await s.execute(
-                update(Release)
-                .where(Release.id == release_id, Release.status == "awaiting_approval")
-                .values(status="queued", approved_by=who.name, updated_at=utcnow())
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(f"release {release_id} is {r.status}, not awaiting approval")
-            s.add(
-                Job(
-                    release_id=release_id,
-                    kind="publish",
-                    status="queued",
-                    max_attempts=st.settings.max_attempts,
-                )
-            )
-            s.add(
-                AuditEntry(
-                    actor=who.name,
-                    action="approved",
-                    release_id=release_id,
-                    name=r.name,
-                    version=r.version,
-                    detail={"contract_sha256": r.contract_sha256},
-                )
-            )
-            s.add(Event(release_id=release_id, kind="approved", data={"event": "approved", "by": who.name}))
-        async with st.sessions() as s:
-            return await release_read(s, await load_release(s, release_id))
+        """Approve a release whose gates all passed: it is queued for publishing (not by its submitter)."""
+        s = db(request)
+        await actions.approve(s, app_state(request).settings, request.user, release_id)
+        return await read_release(s, release_id)
 
     @post("/{release_id:int}/reject", guards=[requires("approve")], status_code=200)
     async def reject(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
         """Reject a release awaiting approval: it is never published."""
-        st = app_state(request)
-        who = request.user
-        async with st.sessions() as s, s.begin():
-            r = await load_release(s, release_id)
-            res = await s.execute(
-                update(Release)
-                .where(Release.id == release_id, Release.status == "awaiting_approval")
-                .values(status="rejected", updated_at=utcnow())
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(f"release {release_id} is {r.status}, not awaiting approval")
-            s.add(
-                AuditEntry(
-                    actor=who.name,
-                    action="rejected",
-                    release_id=release_id,
-                    name=r.name,
-                    version=r.version,
-                    detail={},
-                )
-            )
-            s.add(
-                Event(
-                    release_id=release_id,
-                    kind="finished",
-                    data={"event": "finished", "status": "rejected", "by": who.name},
-                )
-            )
-        async with st.sessions() as s:
-            return await release_read(s, await load_release(s, release_id))
+        s = db(request)
+        await actions.reject(s, request.user, release_id)
+        return await read_release(s, release_id)
+
+    @post("/{release_id:int}/retry", guards=[requires("submit")], status_code=200)
+    async def retry(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
+        """Run a release whose pipeline could not run (status ``error``) again, under the same version."""
+        s = db(request)
+        await actions.retry(s, app_state(request).settings, request.user, release_id)
+        return await read_release(s, release_id)
+
+
+def _count_submit(st: AppState) -> None:
+    st.metrics.submitted.inc()
 
 
 async def _event_stream(st: AppState, release_id: int, after: int, follow: bool) -> AsyncIterator[Any]:
@@ -480,28 +348,41 @@ class AuditController(Controller):
     async def read_all(
         self,
         request: Request[Principal, Any, Any],
-        release_id: int | None = None,
+        release_id: int | None = Parameter(default=None, ge=1, le=MAX_ID),
         limit: int = Parameter(default=200, ge=1, le=5000),
+        offset: int = Parameter(default=0, ge=0, le=MAX_ID),
     ) -> list[AuditRead]:
         """Audit entries, oldest first."""
-        q = select(AuditEntry).order_by(AuditEntry.id).limit(limit)
-        if release_id is not None:
-            q = q.where(AuditEntry.release_id == release_id)
-        async with app_state(request).sessions() as s:
-            return [
-                AuditRead(
-                    id=a.id,
-                    ts=a.ts,
-                    actor=a.actor,
-                    action=a.action,
-                    release_id=a.release_id,
-                    name=a.name,
-                    version=a.version,
-                    digest=a.digest,
-                    detail=a.detail,
-                )
-                for a in (await s.scalars(q)).all()
-            ]
+        return await audit_entries(db(request), release_id=release_id, limit=limit, offset=offset)
+
+
+async def audit_entries(
+    s: AsyncSession,
+    *,
+    release_id: int | None = None,
+    limit: int = 200,
+    offset: int = 0,
+    newest_first: bool = False,
+) -> list[AuditRead]:
+    """A page of the audit log (of one release, when given)."""
+    order = AuditEntry.id.desc() if newest_first else AuditEntry.id
+    q = select(AuditEntry).order_by(order).limit(limit).offset(offset)
+    if release_id is not None:
+        q = q.where(AuditEntry.release_id == release_id)
+    return [
+        AuditRead(
+            id=a.id,
+            ts=a.ts,
+            actor=a.actor,
+            action=a.action,
+            release_id=a.release_id,
+            name=a.name,
+            version=a.version,
+            digest=a.digest,
+            detail=a.detail,
+        )
+        for a in (await s.scalars(q)).all()
+    ]
 
 
 async def status_counts(s: AsyncSession) -> tuple[dict[str, int], dict[str, int]]:

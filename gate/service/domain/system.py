@@ -12,7 +12,7 @@ from sqlalchemy import select, text, update
 from gate.service.auth import Principal, issue_token
 from gate.service.domain.releases import status_counts
 from gate.service.domain.schemas import TokenCreate, TokenCreated, TokenRead
-from gate.service.guards import requires
+from gate.service.guards import db, requires
 from gate.service.models import ApiToken, Release
 from gate.service.state import app_state
 
@@ -29,8 +29,7 @@ class SystemController(Controller):
         """Liveness and database reachability (the only endpoint without auth)."""
         st = app_state(request)
         try:
-            async with st.sessions() as s:
-                await s.execute(text("SELECT 1"))
+            await db(request).execute(text("SELECT 1"))
         except Exception as e:
             return Response(
                 {"status": "unavailable", "database": str(e)[:200]}, status_code=HTTP_503_SERVICE_UNAVAILABLE
@@ -44,8 +43,7 @@ class SystemController(Controller):
     async def metrics(self, request: Request[Any, Any, Any]) -> bytes:
         """Prometheus exposition."""
         st = app_state(request)
-        async with st.sessions() as s:
-            rel, jobs = await status_counts(s)
+        rel, jobs = await status_counts(db(request))
         st.metrics.releases.clear()
         for k, v in rel.items():
             st.metrics.releases.labels(k).set(v)
@@ -70,18 +68,17 @@ class TokenController(Controller):
     @post("/", status_code=201)
     async def create(self, request: Request[Principal, Any, Any], data: TokenCreate) -> TokenCreated:
         """Create a token; its secret is in this response only."""
-        st = app_state(request)
-        async with st.sessions() as s, s.begin():
-            token = await s.run_sync(
-                lambda sync: issue_token(sync, data.name, data.role, expires_in_s=data.expires_in_s)
-            )
+        s = db(request)
+        token = await s.run_sync(
+            lambda sync: issue_token(sync, data.name, data.role, expires_in_s=data.expires_in_s)
+        )
+        await s.commit()
         return TokenCreated(name=data.name, role=data.role, token=token)
 
     @get("/")
     async def read_all(self, request: Request[Principal, Any, Any]) -> list[TokenRead]:
         """Every token (never the secrets)."""
-        async with app_state(request).sessions() as s:
-            rows = (await s.scalars(select(ApiToken).order_by(ApiToken.id))).all()
+        rows = (await db(request).scalars(select(ApiToken).order_by(ApiToken.id))).all()
         return [
             TokenRead(
                 name=t.name, role=t.role, created_at=t.created_at, expires_at=t.expires_at, revoked=t.revoked
@@ -92,10 +89,11 @@ class TokenController(Controller):
     @delete("/{name:str}", status_code=204)
     async def revoke(self, request: Request[Principal, Any, Any], name: str) -> None:
         """Revoke a token."""
-        async with app_state(request).sessions() as s, s.begin():
-            res = await s.execute(update(ApiToken).where(ApiToken.name == name).values(revoked=True))
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise NotFoundException(f"no token {name!r}")
+        s = db(request)
+        res = await s.execute(update(ApiToken).where(ApiToken.name == name).values(revoked=True))
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFoundException(f"no token {name[:200]!r}")
+        await s.commit()
 
 
 class RunController(Controller):
@@ -108,18 +106,8 @@ class RunController(Controller):
     @get("/")
     async def read_all(self, request: Request[Principal, Any, Any]) -> list[dict[str, Any]]:
         """Each run directory with the releases made from it."""
-        async with app_state(request).sessions() as s:
-            rows = (
-                (
-                    await s.execute(
-                        select(Release.run_dir, Release.id, Release.name, Release.version).order_by(
-                            Release.id
-                        )
-                    )
-                )
-                .tuples()
-                .all()
-            )
+        q = select(Release.run_dir, Release.id, Release.name, Release.version).order_by(Release.id)
+        rows = (await db(request).execute(q)).tuples().all()
         runs: dict[str, dict[str, Any]] = {}
         for run_dir, rid, name, version in rows:
             runs.setdefault(run_dir, {"run_dir": run_dir, "releases": []})["releases"].append(

@@ -8,14 +8,14 @@ from typing import Any
 
 import anyio
 from litestar import Controller, Request, get
-from litestar.exceptions import NotFoundException
 from litestar.response import Template
 from markupsafe import Markup
 from sqlalchemy import select
 
 from gate.service.auth import Principal
 from gate.service.charts import bar_comparison_svg, eval_rows, line_chart_svg, loss_points
-from gate.service.domain.releases import load_release, read_run_record, release_read
+from gate.service.domain.queries import ReleaseFilter, list_releases, read_release
+from gate.service.domain.releases import read_run_record
 from gate.service.guards import requires
 from gate.service.models import AuditEntry, Event, GateResult, Release
 from gate.service.state import app_state
@@ -41,8 +41,7 @@ class UIController(Controller):
         """The release list with per-gate badges."""
         st = app_state(request)
         async with st.sessions() as s:
-            rows = (await s.scalars(select(Release).order_by(Release.id.desc()).limit(200))).all()
-            releases = [await release_read(s, r) for r in rows]
+            releases = await list_releases(s, ReleaseFilter(), limit=200, offset=0)
         return Template(template_name="releases.html.j2", context={"releases": releases, "who": request.user})
 
     @get("/releases/{release_id:int}")
@@ -50,11 +49,8 @@ class UIController(Controller):
         """One release: gates and their reports, loss curve, eval comparison, events, audit trail."""
         st = app_state(request)
         async with st.sessions() as s:
-            try:
-                r = await load_release(s, release_id)
-            except NotFoundException:
-                raise
-            rel = await release_read(s, r, with_verdict=True)
+            rel = await read_release(s, release_id)
+            run_dir = await s.scalar(select(Release.run_dir).where(Release.id == release_id))
             gates = (
                 await s.scalars(
                     select(GateResult).where(GateResult.release_id == release_id).order_by(GateResult.id)
@@ -70,7 +66,7 @@ class UIController(Controller):
                     select(Event).where(Event.release_id == release_id).order_by(Event.id.desc()).limit(50)
                 )
             ).all()
-        run = await anyio.to_thread.run_sync(_run_record, r.run_dir)
+        run = await anyio.to_thread.run_sync(_run_record, run_dir or "")
         loss = loss_points(run)
         eval_report = next((g.report for g in gates if g.gate == "eval" and g.report), None)
         comparison = eval_rows(eval_report) if eval_report else []

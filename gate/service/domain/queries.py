@@ -1,0 +1,234 @@
+"""Reads of releases for the API and the UI: one query per page, only the columns a response shows.
+
+A list page is one SELECT: the page of releases (a subquery with its filters,
+order, limit and offset) joined to its gate rows. Gate reports and verdicts are
+never decoded for a list: ``has_report`` is computed by the database. Gates are
+returned in pipeline order, not in the order their rows were written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.exceptions import NotFoundException
+from sqlalchemy import Text, and_, cast, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gate.bundle import REQUIRED_GATES
+from gate.errors import InputError
+from gate.service.domain.schemas import GateRead, ReleaseRead
+from gate.service.models import GateResult, Release
+
+__all__ = [
+    "GATE_ORDER",
+    "MAX_ID",
+    "STATUSES",
+    "ReleaseFilter",
+    "check_id",
+    "list_releases",
+    "read_release",
+]
+
+#: Release statuses, in the order a release moves through them.
+STATUSES = (
+    "queued",
+    "running",
+    "awaiting_approval",
+    "publishing",
+    "published",
+    "failed",
+    "error",
+    "rejected",
+)
+#: Gates in the order the pipeline runs them (then signing and publishing).
+GATE_ORDER = (*REQUIRED_GATES, "sign", "publish")
+#: Ids are 64-bit: a larger one is no release (SQLite would overflow converting it).
+MAX_ID = (1 << 63) - 1
+
+_RELEASE_COLS = (
+    Release.id,
+    Release.name,
+    Release.version,
+    Release.status,
+    Release.contract_name,
+    Release.contract_sha256,
+    Release.approval_required,
+    Release.source_kind,
+    Release.target,
+    Release.digest,
+    Release.error,
+    Release.submitted_by,
+    Release.approved_by,
+    Release.created_at,
+    Release.updated_at,
+)
+# JSON null and SQL NULL both mean "no report"; the database answers, nothing is decoded.
+_HAS_REPORT = and_(GateResult.report.is_not(None), cast(GateResult.report, Text) != "null").label(
+    "has_report"
+)
+_GATE_COLS = (
+    GateResult.gate.label("g_gate"),
+    GateResult.status.label("g_status"),
+    GateResult.seconds.label("g_seconds"),
+    GateResult.updated_at.label("g_updated_at"),
+    _HAS_REPORT,
+)
+
+
+def check_id(release_id: int) -> None:
+    """404 for an id no release can have (negative, zero, or over 64 bits)."""
+    if not 0 < release_id <= MAX_ID:
+        raise NotFoundException(f"no release {release_id}")
+
+
+def _parse_time(raw: str, flag: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(raw[:40])
+    except ValueError:
+        raise InputError(f"{flag}={raw[:40]!r} is not an ISO date or time", hint="e.g. 2026-12-01") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class ReleaseFilter:
+    """What a list may be narrowed by (the API's and the UI's query parameters)."""
+
+    status: tuple[str, ...] = ()
+    name: str | None = None
+    contract: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        contract: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> ReleaseFilter:
+        """From query strings; an unknown status or a bad date is a 400 naming it."""
+        wanted = tuple(s for s in (status or "").split(",") if s)
+        for s in wanted:
+            if s not in STATUSES:
+                raise InputError(f"unknown status {s[:40]!r}", hint="one of " + ", ".join(STATUSES))
+        return cls(
+            status=wanted,
+            name=name or None,
+            contract=contract or None,
+            since=_parse_time(since, "since") if since else None,
+            until=_parse_time(until, "until") if until else None,
+        )
+
+    def apply(self, q: Any) -> Any:
+        """``q`` narrowed to the releases this filter keeps."""
+        if self.status:
+            q = q.where(Release.status.in_(self.status))
+        if self.name:
+            q = q.where(Release.name == self.name)
+        if self.contract:
+            q = q.where(Release.contract_name == self.contract)
+        if self.since:
+            q = q.where(Release.created_at >= self.since)
+        if self.until:
+            q = q.where(Release.created_at < self.until)
+        return q
+
+    def query_string(self) -> dict[str, str]:
+        """The filter as query parameters (for the UI's links)."""
+        out: dict[str, str] = {}
+        if self.status:
+            out["status"] = ",".join(self.status)
+        for key in ("name", "contract"):
+            if value := getattr(self, key):
+                out[key] = value
+        for key in ("since", "until"):
+            if value := getattr(self, key):
+                out[key] = value.isoformat()
+        return out
+
+
+def _gate_key(g: GateRead) -> tuple[int, str]:
+    return (GATE_ORDER.index(g.gate) if g.gate in GATE_ORDER else len(GATE_ORDER), g.gate)
+
+
+def _assemble(rows: Sequence[Any], *, with_verdict: bool) -> list[ReleaseRead]:
+    out: dict[int, ReleaseRead] = {}
+    for row in rows:
+        m = row._mapping
+        r = out.get(m["id"])
+        if r is None:
+            r = out[m["id"]] = ReleaseRead(
+                id=m["id"],
+                name=m["name"],
+                version=m["version"],
+                status=m["status"],
+                contract=m["contract_name"],
+                contract_sha256=m["contract_sha256"],
+                approval_required=m["approval_required"],
+                source=m["source_kind"],
+                target=m["target"],
+                digest=m["digest"],
+                error=m["error"],
+                submitted_by=m["submitted_by"],
+                approved_by=m["approved_by"],
+                created_at=m["created_at"],
+                updated_at=m["updated_at"],
+                gates=[],
+                verdict=m["verdict"] if with_verdict else None,
+            )
+        if m["g_gate"] is not None:
+            r.gates.append(
+                GateRead(
+                    gate=m["g_gate"],
+                    status=m["g_status"],
+                    seconds=m["g_seconds"],
+                    updated_at=m["g_updated_at"],
+                    has_report=bool(m["has_report"]),
+                )
+            )
+    for r in out.values():
+        r.gates.sort(key=_gate_key)
+    return list(out.values())
+
+
+async def list_releases(s: AsyncSession, flt: ReleaseFilter, *, limit: int, offset: int) -> list[ReleaseRead]:
+    """One page of releases, newest first, with their gates: one query."""
+    page = (
+        flt.apply(select(*_RELEASE_COLS)).order_by(Release.id.desc()).limit(limit).offset(offset).subquery()
+    )
+    q = (
+        select(page, *_GATE_COLS)
+        .outerjoin(GateResult, GateResult.release_id == page.c.id)
+        .order_by(page.c.id.desc(), GateResult.id)
+    )
+    return _assemble((await s.execute(q)).all(), with_verdict=False)
+
+
+async def read_release(
+    s: AsyncSession,
+    release_id: int | None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    with_verdict: bool = True,
+) -> ReleaseRead:
+    """One release with its gates (and its verdict): one query, or 404."""
+    cols = (*_RELEASE_COLS, Release.verdict) if with_verdict else _RELEASE_COLS
+    q = select(*cols, *_GATE_COLS).outerjoin(GateResult, GateResult.release_id == Release.id)
+    if release_id is not None:
+        check_id(release_id)
+        q = q.where(Release.id == release_id)
+        missing = f"no release {release_id}"
+    else:
+        q = q.where(Release.name == name, Release.version == version)
+        missing = f"no release {name} {version}"
+    found = _assemble((await s.execute(q.order_by(GateResult.id))).all(), with_verdict=with_verdict)
+    if not found:
+        raise NotFoundException(missing)
+    return found[0]

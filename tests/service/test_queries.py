@@ -1,0 +1,128 @@
+"""Release reads: one SQL statement per list page, no report or verdict column, pipeline order, filters."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from gate.errors import InputError
+from gate.service.db import async_engine, async_sessions, migrate, sync_engine, sync_session
+from gate.service.domain.queries import ReleaseFilter, list_releases, read_release
+from gate.service.models import GateResult, Release
+from gate.service.settings import Settings
+
+
+def _seed(settings: Settings, n: int) -> None:
+    engine = sync_engine(settings)
+    try:
+        with sync_session(engine) as s:
+            for i in range(n):
+                r = Release(
+                    name="alpha" if i % 2 else "beta",
+                    version=f"1.0.{i}",
+                    status="published" if i % 3 else "error",
+                    contract_name="smollm2-vllm" if i % 4 else "other",
+                    contract_path="/c.yaml",
+                    contract_sha256="0" * 64,
+                    source_kind="upload",
+                    run_dir="/runs/x",
+                    target=f"oci://r/x:1.0.{i}",
+                    submitted_by="token:ci",
+                    created_at=dt.datetime(2026, 11, 1 + i % 28, tzinfo=dt.UTC),
+                    verdict={"passed": True, "big": "x" * 1000},
+                )
+                s.add(r)
+                s.flush()
+                # Written in the reverse of pipeline order: the read must reorder them.
+                for gate in ("publish", "eval", "smoke", "check"):
+                    report = {"passed": True} if gate != "publish" else None
+                    s.add(GateResult(release_id=r.id, gate=gate, status="passed", seconds=1.5, report=report))
+    finally:
+        engine.dispose()
+
+
+def _statements(settings: Settings, call: Any) -> tuple[Any, list[str]]:
+    async def go() -> tuple[Any, list[str]]:
+        engine = async_engine(settings)
+        seen: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        try:
+            async with async_sessions(engine)() as s:
+                return await call(s), seen
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("queries")
+    settings = Settings(data_dir=root, database_url=f"sqlite:///{root / 'gate.db'}")
+    migrate(settings)
+    _seed(settings, 120)
+    return settings
+
+
+def test_a_list_page_of_100_is_one_statement_without_reports_or_verdicts(seeded: Settings) -> None:
+    page, sql = _statements(seeded, lambda s: list_releases(s, ReleaseFilter(), limit=100, offset=0))
+    assert len(page) == 100 and len(sql) == 1
+    assert "verdict" not in sql[0] and "gate_results.report," not in sql[0]
+    assert [r.id for r in page] == list(range(120, 20, -1))
+    assert all(r.verdict is None for r in page)
+    assert [g.gate for g in page[0].gates] == ["check", "smoke", "eval", "publish"]
+    assert [g.has_report for g in page[0].gates] == [True, True, True, False]
+
+
+def test_a_status_read_is_one_statement_with_the_verdict_and_gates_in_pipeline_order(
+    seeded: Settings,
+) -> None:
+    r, sql = _statements(seeded, lambda s: read_release(s, 7))
+    assert len(sql) == 1 and r.id == 7 and r.verdict is not None and r.verdict["passed"] is True
+    assert [g.gate for g in r.gates] == ["check", "smoke", "eval", "publish"]
+
+
+def test_filters_and_pagination_narrow_the_list(seeded: Settings) -> None:
+    flt = ReleaseFilter.parse(status="error", name="alpha", contract="smollm2-vllm", since="2026-11-05")
+    page, _ = _statements(seeded, lambda s: list_releases(s, flt, limit=1000, offset=0))
+    assert page and all(
+        r.status == "error" and r.name == "alpha" and r.contract == "smollm2-vllm" for r in page
+    )
+    assert all(r.created_at >= dt.datetime(2026, 11, 5, tzinfo=dt.UTC) for r in page)
+    second, _ = _statements(seeded, lambda s: list_releases(s, ReleaseFilter(), limit=10, offset=10))
+    assert [r.id for r in second] == list(range(110, 100, -1))
+    with pytest.raises(InputError, match="unknown status 'bogus'"):
+        ReleaseFilter.parse(status="published,bogus")
+    with pytest.raises(InputError, match="not an ISO date"):
+        ReleaseFilter.parse(until="soon")
+
+
+def test_the_service_extra_brings_greenlet_and_without_it_serve_names_what_to_install(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    extra = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "service"
+    ]
+    assert any(r.startswith("greenlet") for r in extra), extra
+    # The core interpreter with no third-party packages at all: as after `pip install gate` without the extra.
+    code = (
+        "import sys; sys.path = [p for p in sys.path if 'site-packages' not in p]; "
+        "from gate.cli import main; sys.exit(main(['serve']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "gate serve needs the service extra" in done.stderr and "[service]'" in done.stderr
