@@ -2,10 +2,13 @@
 
 One helper manages every environment gate needs: the base-model converter,
 vLLM, each training toolkit, lm-eval. An environment is described by an
-:class:`EnvSpec` (pinned requirements, Python version, post-install fixes). Its
-digest names a directory under ``$GATE_HOME/envs``; a directory is complete only
-once its ``gate-env.json`` marker exists, so an interrupted build is detected and
-rebuilt, and a second caller finds the cached one without reinstalling.
+:class:`EnvSpec` (top-level pins, Python version, post-install fixes) and installed
+from its committed lock (gate/envlock.py: every distribution pinned with hashes,
+one lock per environment, Python and platform) with hashes required. The lock's
+digest (with the post-install fixes) names a directory under ``$GATE_HOME/envs``;
+a directory is complete only once its ``gate-env.json`` marker exists, so an
+interrupted build is detected and rebuilt, and a second caller finds the cached
+one without reinstalling.
 
 Example::
 
@@ -33,6 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gate.envlock import Lock, compile_lock, lock_dir, lock_name, read_lock
 from gate.errors import EnvironmentBuildError
 from gate.proc import run_streamed
 
@@ -44,11 +48,14 @@ __all__ = [
     "find_interpreter",
     "gate_home",
     "has_cuda",
+    "lock",
+    "platform_as",
     "torch_requirement",
 ]
 
 _MARKER = "gate-env.json"
-_SPEC_FORMAT = 1
+#: Version of the cache-key recipe; 2: the key is the lock's digest, not the spec's.
+_SPEC_FORMAT = 2
 
 
 def gate_home() -> Path:
@@ -110,13 +117,31 @@ class EnvSpec:
     #: Environment variables set when running inside this environment.
     run_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
+    @property
+    def lock_path(self) -> Path:
+        """The committed lock of this environment for this host's Python and platform."""
+        return lock_dir() / lock_name(self.name, self.python, has_cuda())
+
+    def lock(self) -> Lock:
+        """The parsed lock; a lock that no longer satisfies the spec's pins is refused."""
+        lock = read_lock(self.lock_path)
+        stale = lock.stale_against([r for inst in self.installs for r in inst.requirements])
+        if stale:
+            raise EnvironmentBuildError(
+                f"the lock {lock.path.name} does not satisfy environment '{self.name}': {', '.join(stale)}",
+                hint=f"refresh it with `gate env lock {self.name}`",
+            )
+        return lock
+
     def digest(self) -> str:
-        """Stable digest of the spec, the platform and gate's spec format."""
+        """The cache key: the lock's digest, the post-install fixes, the platform, the key format."""
         payload = {
             "format": _SPEC_FORMAT,
-            "spec": asdict(self),
+            "lock_sha256": self.lock().sha256,
+            "python": self.python,
+            "remove": list(self.remove),
+            "remove_globs": list(self.remove_globs),
             "machine": platform.machine(),
-            "cuda": has_cuda(),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -131,6 +156,8 @@ class Env:
     lock_sha256: str
     packages: Mapping[str, str]
     run_env: tuple[tuple[str, str], ...] = ()
+    #: The committed lock file it was installed from (None for a ``GATE_PYTHON_<NAME>`` interpreter).
+    lock_file: str | None = None
 
     @property
     def bin_dir(self) -> Path:
@@ -161,6 +188,7 @@ class Env:
             "path": str(self.path) if self.path else None,
             "python": str(self.python),
             "lock_sha256": self.lock_sha256,
+            "lock_file": self.lock_file,
         }
 
 
@@ -295,6 +323,7 @@ def load(spec: EnvSpec) -> Env | None:
         lock_sha256=str(meta["lock_sha256"]),
         packages=dict(meta["packages"]),
         run_env=spec.run_env,
+        lock_file=meta.get("lock_file"),
     )
 
 
@@ -354,20 +383,20 @@ def _build(spec: EnvSpec, path: Path) -> Env:
                 hint=f"last output:\n{done.tail[-2000:]}\nfull log: {path.name}.failed.log beside it",
             )
 
+    lock = spec.lock()
+    # No --seed: pip, setuptools and wheel come from the lock, hashed like everything else.
     step(
-        [uv, "venv", "--quiet", "--allow-existing", "--seed", "-p", str(python), str(path)],
+        [uv, "venv", "--quiet", "--allow-existing", "-p", str(python), str(path)],
         "creating the virtual environment",
     )
     venv_python = path / "bin" / "python"
     links: list[str] = []
     for d in find_links():
         links += ["--find-links", d]
-    for inst in spec.installs:
-        argv = [uv, "pip", "install", "-p", str(venv_python), *links]
-        if inst.no_deps:
-            argv.append("--no-deps")
-        argv += list(inst.requirements)
-        step(argv, "installing " + " ".join(inst.requirements))
+    step(
+        [uv, "pip", "sync", "--require-hashes", "-p", str(venv_python), *links, str(lock.path)],
+        f"installing {lock.path.name} (hashes required)",
+    )
     if spec.remove:
         step(
             [uv, "pip", "uninstall", "-p", str(venv_python), *spec.remove],
@@ -386,8 +415,9 @@ def _build(spec: EnvSpec, path: Path) -> Env:
     )
     if freeze.returncode != 0:
         raise EnvironmentBuildError(f"cannot list environment '{spec.name}': {freeze.stderr[-500:]}")
-    (path / "lock.txt").write_text(freeze.stdout)
-    lock_sha = hashlib.sha256(freeze.stdout.encode()).hexdigest()
+    # What is installed after the post-install fixes, kept for inspection; the lock is the key.
+    (path / "installed.txt").write_text(freeze.stdout)
+    lock_sha = lock.sha256
     packages = _parse_freeze(freeze.stdout)
     meta = {
         "name": spec.name,
@@ -395,6 +425,7 @@ def _build(spec: EnvSpec, path: Path) -> Env:
         "digest": spec.digest(),
         "python": str(python),
         "lock_sha256": lock_sha,
+        "lock_file": lock.path.name,
         "packages": packages,
         "build_seconds": round(time.monotonic() - started, 1),
         "size_bytes": _tree_size(path),
@@ -403,7 +434,7 @@ def _build(spec: EnvSpec, path: Path) -> Env:
     tmp = path / (_MARKER + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, path / _MARKER)
-    return Env(spec.name, path, venv_python, lock_sha, packages, spec.run_env)
+    return Env(spec.name, path, venv_python, lock_sha, packages, spec.run_env, lock.path.name)
 
 
 def build_info(spec: EnvSpec) -> dict[str, object] | None:
@@ -422,3 +453,41 @@ def _tree_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, f)).st_size
     return total
+
+
+def lock(spec: EnvSpec, *, upgrade: bool = False) -> Lock:
+    """Write ``spec``'s lock for this host's platform (see gate/envlock.py)."""
+    requirements = [r for inst in spec.installs if not inst.no_deps for r in inst.requirements]
+    no_deps = [r for inst in spec.installs if inst.no_deps for r in inst.requirements]
+    cuda = has_cuda()
+    env = dict(os.environ)
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env.setdefault("UV_CACHE_DIR", str(gate_home() / "uv-cache"))
+    return compile_lock(
+        uv=_uv(),
+        title=f"{spec.name}, CPython {spec.python}, {'cuda' if cuda else 'cpu'}",
+        python=spec.python,
+        requirements=requirements,
+        no_deps=no_deps,
+        # The CPU build of torch is on a find-links page; on CUDA hosts PyPI's torch is the right one.
+        find_links=[] if cuda else find_links(),
+        out=spec.lock_path,
+        upgrade=upgrade,
+        env=env,
+    )
+
+
+@contextlib.contextmanager
+def platform_as(cuda: bool) -> Iterator[None]:
+    """Describe environments as on a CPU or a CUDA host (to lock both from one machine)."""
+    saved = {k: os.environ.get(k) for k in ("GATE_FORCE_CPU", "GATE_FORCE_CUDA")}
+    os.environ.pop("GATE_FORCE_CPU" if cuda else "GATE_FORCE_CUDA", None)
+    os.environ["GATE_FORCE_CUDA" if cuda else "GATE_FORCE_CPU"] = "1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -111,7 +111,7 @@ class EnvironmentInfo(_Model):
     name: str
     path: str | None
     python: str
-    lock_sha256: str = Field(description="sha256 of the environment's full `uv pip freeze` listing")
+    lock_sha256: str = Field(description="sha256 of the committed lock the environment was installed from")
     packages: dict[str, str] = Field(description="versions of the toolkit's key packages")
 
 
