@@ -391,7 +391,9 @@ def _build(spec: EnvSpec, path: Path) -> Env:
     )
     venv_python = path / "bin" / "python"
     links: list[str] = []
-    for d in find_links():
+    # CPU torch is on a find-links page; a CUDA lock pins PyPI's torch, whose version a +cpu wheel
+    # there would also match (and then fail its hash), so CUDA hosts get no find-links.
+    for d in [] if has_cuda() else find_links():
         links += ["--find-links", d]
     step(
         [uv, "pip", "sync", "--require-hashes", "-p", str(venv_python), *links, str(lock.path)],

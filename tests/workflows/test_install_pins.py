@@ -55,8 +55,8 @@ def _install(where: str, tmp_path: Path, pins: dict[str, str], **extra: str) -> 
     ws = tmp_path / "workspace"
     ws.mkdir(exist_ok=True)
     runner = LocalRunner(ws, environ=_environ(tmp_path, **extra))
-    job = runner.run_steps(steps, inputs=defaults | {"install": "true"} | pins, only={"Install gate"})
-    return job.step("Install gate"), runner.temp / venv_name
+    job = runner.run_steps(steps, inputs=defaults | {"install": "true"} | pins, only={"install"})
+    return job.step("install"), runner.temp / venv_name
 
 
 def _direct_url(venv: Path) -> dict[str, Any] | None:

