@@ -38,6 +38,8 @@ class Hit:
 
     message: str
     path: str
+    #: A fix hint naming this input's modules or tokens (else the rule's own hint).
+    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ class Rule:
 
     def check(self, ctx: CheckContext) -> list[Finding]:
         """Run the rule and attach its identity to every hit."""
-        return [Finding(self.id, self.severity, h.message, h.path, self.hint) for h in self.func(ctx)]
+        return [
+            Finding(self.id, self.severity, h.message, h.path, h.hint or self.hint) for h in self.func(ctx)
+        ]
 
 
 _RULES: dict[str, Rule] = {}

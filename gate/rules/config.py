@@ -9,11 +9,10 @@ from gate.contract import ALLOWED_MAX_LORA_RANKS
 from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import ADAPTER_CONFIG
 from gate.rules._regex import MAX_PATTERN_KEYS, PatternTable, compile_pattern, pattern_table
-from gate.rules._vllm import SILENT_BEFORE, oldest_before
+from gate.rules._vllm import EMBEDDING_MODULES, SILENT_BEFORE, oldest_before, versions_text
 
 _REQUIRED = ("r", "lora_alpha", "target_modules")
 _UNSUPPORTED_INIT = ("pissa", "olora", "corda", "loftq")
-_EMBEDDINGS = ("embed_tokens", "lm_head")
 
 
 def _cfg(ctx: CheckContext) -> dict[str, Any] | None:
@@ -371,23 +370,31 @@ def _policy(ctx: CheckContext) -> Iterator[Hit]:
         yield Hit("layers_to_transform is set; the contract forbids partial-layer adapters", ADAPTER_CONFIG)
     targets = cfg.get("target_modules")
     names = targets if isinstance(targets, list) else [targets]
-    if "embedding_lora" in forbidden and any(str(t).split(".")[-1] in _EMBEDDINGS for t in names):
+    if "embedding_lora" in forbidden and any(str(t).split(".")[-1] in EMBEDDING_MODULES for t in names):
         yield Hit(
             "target_modules includes embed_tokens/lm_head; the contract forbids embedding LoRA",
             ADAPTER_CONFIG,
         )
 
 
+def lora_modules(ctx: CheckContext) -> list[str]:
+    """Full names of the base's modules the serving runtime can put a LoRA on (embeddings where served)."""
+    modules = list(ctx.base_linears)
+    if "embed_tokens" in ctx.served_embeddings:
+        modules.append(ctx.contract.base_model.module_paths.get("embed_tokens", "model.embed_tokens"))
+    return modules
+
+
 def targeted_modules(ctx: CheckContext) -> tuple[dict[str, list[str]], list[str]]:
-    """Map each target_modules entry to the base modules it selects, plus entries that are embeddings."""
+    """Each target_modules entry -> the base modules it selects; plus embeddings the runtime won't serve."""
     cfg = _cfg(ctx)
     targets = cfg.get("target_modules") if cfg else None
-    modules = list(ctx.base_linears)
+    modules = lora_modules(ctx)
     matched: dict[str, list[str]] = {}
     embeddings: list[str] = []
     if isinstance(targets, str):
-        if targets == "all-linear":
-            matched[targets] = modules
+        if targets == "all-linear":  # PEFT's all-linear leaves out the output layer and embeddings
+            matched[targets] = [m for m in modules if m.split(".")[-1] not in EMBEDDING_MODULES]
         else:
             pattern = compile_pattern(targets)
             if not pattern.usable:
@@ -397,27 +404,54 @@ def targeted_modules(ctx: CheckContext) -> tuple[dict[str, list[str]], list[str]
         for t in targets:
             if not isinstance(t, str):
                 continue
-            if t.split(".")[-1] in _EMBEDDINGS:
+            if t.split(".")[-1] in EMBEDDING_MODULES and t.split(".")[-1] not in ctx.served_embeddings:
                 embeddings.append(t)
                 continue
             matched[t] = [m for m in modules if m == t or m.endswith("." + t)]
     return matched, embeddings
 
 
+def _module_hint(ctx: CheckContext) -> str:
+    names = sorted({m.split(".")[-1] for m in lora_modules(ctx)})
+    return f"train against {ctx.contract.base_model.name}: its LoRA-able modules are {', '.join(names)}"
+
+
 @rule(
     "adapter.target-not-in-base",
     "error",
     title="target_modules names modules the base model does not have",
-    hint="train against this base model (its linear layers are q/k/v/o/gate/up/down_proj)",
+    hint="train against the contract's base model, targeting modules it has",
 )
 def _not_in_base(ctx: CheckContext) -> Iterator[Hit]:
     matched, _ = targeted_modules(ctx)
     missing = [t for t, mods in matched.items() if not mods]
     if missing:
+        names = sorted({m.split(".")[-1] for m in lora_modules(ctx)})
         yield Hit(
-            f"target_modules {missing} match no module of the base (it has {sorted(ctx.base_linear_names)}): "
-            f"the adapter was made for another architecture",
+            f"target_modules {_short(missing)} match no module of {ctx.contract.base_model.name} (it has "
+            f"{names}): the adapter was made for another architecture",
             ADAPTER_CONFIG,
+            _module_hint(ctx),
+        )
+
+
+@rule(
+    "adapter.embedding-not-served",
+    "error",
+    title="LoRA on embed_tokens / lm_head where the contract's vLLM versions do not serve it for this base",
+    hint="retrain without embed_tokens / lm_head in target_modules, or serve an architecture and vLLM "
+    "version that supports embedding LoRA",
+)
+def _embedding_not_served(ctx: CheckContext) -> Iterator[Hit]:
+    _, embeddings = targeted_modules(ctx)
+    if embeddings:
+        arch = ctx.contract.base_model.architecture
+        yield Hit(
+            f"target_modules {_short(embeddings)}: {versions_text(ctx.contract)} does not serve "
+            f"{'/'.join(sorted({e.split('.')[-1] for e in embeddings}))} LoRA for {arch} (the model class "
+            f"declares no embedding modules): vLLM refuses the adapter",
+            ADAPTER_CONFIG,
+            _module_hint(ctx),
         )
 
 
@@ -428,9 +462,12 @@ def _not_in_base(ctx: CheckContext) -> Iterator[Hit]:
     hint="retrain targeting only adapter.allowed_target_modules",
 )
 def _not_allowed(ctx: CheckContext) -> Iterator[Hit]:
-    matched, embeddings = targeted_modules(ctx)
+    matched, _ = targeted_modules(ctx)  # embeddings the runtime won't serve: adapter.embedding-not-served
     allowed = set(ctx.contract.adapter.allowed_target_modules)
     bad = sorted({m.split(".")[-1] for mods in matched.values() for m in mods} - allowed)
-    bad += [e for e in embeddings if e.split(".")[-1] not in allowed]
     if bad:
-        yield Hit(f"target_modules selects {bad}; the contract allows only {sorted(allowed)}", ADAPTER_CONFIG)
+        yield Hit(
+            f"target_modules selects {bad}; the contract allows only {sorted(allowed)}",
+            ADAPTER_CONFIG,
+            f"retrain targeting only {', '.join(sorted(allowed))}",
+        )

@@ -115,6 +115,14 @@ def _differs(ctx: CheckContext) -> Iterator[Hit]:
         )
 
 
+def _eot_hint(ctx: CheckContext) -> str:
+    eot = ctx.contract.prompt.end_of_turn
+    return (
+        f"train with {ctx.contract.base_model.name}'s template, whose turns end with {eot!r} "
+        f"(EOS ids {ctx.contract.base_model.eos_token_ids})"
+    )
+
+
 def end_of_turn(ctx: CheckContext) -> tuple[str | None, str]:
     """The token the adapter's template closes an assistant turn with, and the text after the reply."""
     probe = ctx.renders[-1].text or ""
@@ -133,7 +141,7 @@ def end_of_turn(ctx: CheckContext) -> tuple[str | None, str]:
     "template.never-stops",
     "error",
     title="the adapter's template ends assistant turns with a token that is not a base EOS id",
-    hint="train with a template whose end-of-turn token is the base's EOS (e.g. <|im_end|> for SmolLM2)",
+    hint="train with a template whose end-of-turn token is a base EOS id (the contract's prompt.end_of_turn)",
 )
 def _never_stops(ctx: CheckContext) -> Iterator[Hit]:
     if not _renders_ok(ctx):
@@ -147,6 +155,7 @@ def _never_stops(ctx: CheckContext) -> Iterator[Hit]:
             f"assistant turns end with {after[:20]!r}, no special token: the model never learns to emit "
             f"an EOS id {stops}, so vLLM generates until max_tokens",
             _where(ctx),
+            _eot_hint(ctx),
         )
         return
     token_id = ctx.special_token_ids.get(token)
@@ -158,4 +167,5 @@ def _never_stops(ctx: CheckContext) -> Iterator[Hit]:
             f"assistant turns end with {token!r} ({shown}) but vLLM stops only on ids {stops}: "
             f"the adapter would never stop",
             _where(ctx),
+            _eot_hint(ctx),
         )

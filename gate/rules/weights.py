@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import WEIGHTS
-from gate.rules.config import patterns
+from gate.rules._vllm import EMBEDDING_MODULES, versions_text
+from gate.rules.config import lora_modules, patterns
 from gate.safetensors_io import TensorInfo
 
 _PREFIX = "base_model.model."
@@ -46,6 +47,7 @@ class Classified:
     out_of_range: list[LoraTensor] = field(default_factory=list)
     unmatched: list[LoraTensor] = field(default_factory=list)
     matched: list[LoraTensor] = field(default_factory=list)
+    embedding_unserved: list[LoraTensor] = field(default_factory=list)
 
 
 def _why_unsupported(name: str) -> str:
@@ -89,6 +91,9 @@ def classify(ctx: CheckContext) -> Classified | None:
             continue
         t = LoraTensor(name, m["module"].removeprefix(_PREFIX), m["kind"], info)
         out.lora.append(t)
+        if t.short in EMBEDDING_MODULES and t.short not in ctx.served_embeddings:
+            out.embedding_unserved.append(t)
+            continue
         if t.kind.startswith("lora_embedding"):
             continue
         if t.short not in ctx.base_linear_names:
@@ -164,6 +169,28 @@ def _base_layer(ctx: CheckContext) -> Iterator[Hit]:
 
 
 @rule(
+    "weights.embedding-not-served",
+    "error",
+    title="LoRA tensors for embed_tokens / lm_head where the contract's vLLM versions do not serve them",
+    hint="retrain without embed_tokens / lm_head LoRA for this base and runtime",
+)
+def _embedding_unserved(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c and c.embedding_unserved:
+        kinds = sorted({t.short for t in c.embedding_unserved})
+        names = sorted({m.split(".")[-1] for m in lora_modules(ctx)})
+        shown = _names([t.name for t in c.embedding_unserved])
+        yield Hit(
+            f"{len(c.embedding_unserved)} tensor(s) for {kinds} ({shown}): "
+            f"{versions_text(ctx.contract)} serves no {'/'.join(kinds)} LoRA for "
+            f"{ctx.contract.base_model.architecture}, so vLLM refuses the adapter",
+            WEIGHTS,
+            f"retrain targeting only modules {ctx.contract.base_model.name} serves LoRA on: "
+            f"{', '.join(names)}",
+        )
+
+
+@rule(
     "weights.unknown-module",
     "error",
     title="LoRA tensors for a module type the base model does not have",
@@ -177,6 +204,7 @@ def _unknown_module(ctx: CheckContext) -> Iterator[Hit]:
             f"tensors for {kinds} ({_names([t.name for t in c.unknown_module])}): vLLM refuses 'expected "
             f"target modules in {sorted(ctx.base_linear_names)}'",
             WEIGHTS,
+            f"the adapter was trained for another architecture; retrain it on {ctx.contract.base_model.name}",
         )
 
 

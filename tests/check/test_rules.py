@@ -48,6 +48,22 @@ class Fault:
     also: frozenset[str] = frozenset()  # rules that legitimately fire together with it
 
 
+def phi3_on_vllm_032(contract: Contract) -> Contract:
+    """The contract as if its base were Phi-3 served by vLLM 0.32 (which serves embedding LoRA for it)."""
+    phi3 = with_section(contract, "base_model", architecture="Phi3ForCausalLM")
+    return with_section(phi3, "serving", vllm_version=">=0.32,<0.33")
+
+
+EMBED_LORA = {
+    f"{PEFT_PREFIX}model.embed_tokens.lora_embedding_A": np.zeros((8, 49152), np.float32),
+    f"{PEFT_PREFIX}model.embed_tokens.lora_embedding_B": np.zeros((576, 8), np.float32),
+}
+LM_HEAD_LORA = {
+    f"{PEFT_PREFIX}lm_head.lora_A.weight": np.zeros((8, 576), np.float32),
+    f"{PEFT_PREFIX}lm_head.lora_B.weight": np.zeros((49152, 8), np.float32),
+}
+
+
 def _symlink_out(d: Path) -> None:
     os.symlink("/etc/hostname", d / "README.md")
 
@@ -229,8 +245,14 @@ FAULTS: dict[str, Fault] = {
         "weights.pair-incomplete", build={"drop_tensors": [f"{PEFT_PREFIX}{Q0}.lora_B.weight"]}
     ),
     "int8": Fault("weights.dtype-unsupported", mutate=_int_tensor),
+    "embedding-unserved": Fault("weights.embedding-not-served", build={"extra_tensors": EMBED_LORA}),
+    "lm-head-target-unserved": Fault(
+        "adapter.embedding-not-served",
+        build={"tweak_config": {"target_modules": ["q_proj", "v_proj", "lm_head"]}},
+    ),
     "embedding-vocab": Fault(
         "weights.embedding-vocab",
+        contract=phi3_on_vllm_032,
         build={
             "extra_tensors": {
                 f"{PEFT_PREFIX}model.embed_tokens.lora_embedding_A": np.zeros((8, 49160), np.float32),
@@ -320,6 +342,65 @@ def test_fault_is_reported_by_exactly_its_rule(
     assert finding.message and finding.hint and finding.path
     severity = next(r.severity for r in all_rules() if r.id == fault.rule)
     assert report.passed == (severity == "warning")
+
+
+def _embedding_adapter(adapter_factory: Any) -> Path:
+    return adapter_factory(
+        "embeddings",
+        extra_tensors={**EMBED_LORA, **LM_HEAD_LORA},
+        tweak_config={"target_modules": ["q_proj", "v_proj", "embed_tokens", "lm_head"]},
+    )
+
+
+@pytest.mark.parametrize("with_base", [True, False])
+def test_embedding_lora_passes_where_the_vllm_version_serves_it_for_the_architecture(
+    adapter_factory, contract: Contract, base_model_dir: Path, with_base: bool
+):
+    adapter = _embedding_adapter(adapter_factory)
+    phi3 = phi3_on_vllm_032(contract)
+    allowed = [*contract.adapter.allowed_target_modules, "embed_tokens", "lm_head"]
+    phi3 = with_section(phi3, "adapter", allowed_target_modules=allowed)
+    report = run_check(adapter, phi3, base_model_dir if with_base else None)
+    assert report.findings == (), [f.to_dict() for f in report.findings]
+
+
+def test_embedding_lora_on_llama_is_refused_naming_runtime_architecture_and_base_modules(
+    adapter_factory, contract: Contract
+):
+    adapter = _embedding_adapter(adapter_factory)
+    found = {f.rule: f for f in run_check(adapter, contract).findings}
+    assert set(found) == {"adapter.embedding-not-served", "weights.embedding-not-served"}
+    for finding in found.values():
+        assert "vLLM >=0.26,<0.33" in finding.message and "LlamaForCausalLM" in finding.message
+        assert "SmolLM2-135M-Instruct" in finding.hint and "down_proj" in finding.hint
+        assert "lm_head" not in finding.hint
+
+
+def test_an_admitted_version_without_embedding_lora_refuses_it_even_for_phi3(
+    adapter_factory, contract: Contract
+):
+    adapter = _embedding_adapter(adapter_factory)
+    phi3_old_too = with_section(phi3_on_vllm_032(contract), "serving", vllm_version=">=0.26,<0.33")
+    rules = {f.rule for f in run_check(adapter, phi3_old_too).findings}
+    assert rules == {"adapter.embedding-not-served", "weights.embedding-not-served"}
+
+
+def test_hints_name_the_contracts_base_modules_not_smollm2s(adapter_factory, contract: Contract):
+    fused = with_section(
+        contract,
+        "base_model",
+        name="TinyPhi",
+        linear_shapes={"qkv_proj": (960, 576), "o_proj": (576, 576)},
+        module_paths={
+            "qkv_proj": "model.layers.{layer}.self_attn.qkv_proj",
+            "o_proj": "model.layers.{layer}.self_attn.o_proj",
+        },
+    )
+    adapter = adapter_factory("qv", base_dir=None, tokenizer=False)
+    found = {f.rule: f for f in run_check(adapter, fused).findings}
+    hint = found["adapter.target-not-in-base"].hint
+    assert "TinyPhi" in hint and "qkv_proj" in hint and "gate_proj" not in hint
+    assert "TinyPhi" in found["weights.unknown-module"].hint
 
 
 def test_rank_24_says_which_server_rank_it_needs(adapter_factory, contract: Contract):
