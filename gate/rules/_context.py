@@ -239,16 +239,19 @@ class CheckContext:
                 shape = spec.linear_shapes.get("lm_head", (spec.vocab_size, spec.hidden_size))
                 out[spec.module_paths.get("lm_head", "lm_head")] = shape
             return out
+        head: dict[str, tuple[int, int]] = {}
         for shard in _base_shards(self.base_dir):
             for name, info in read_header(shard).tensors.items():
                 if name.endswith(".weight") and len(info.shape) == 2:
                     module = name.removesuffix(".weight")
                     if module.split(".")[-1] not in EMBEDDING_MODULES:
                         out[module] = (info.shape[0], info.shape[1])
+                    elif module.split(".")[-1] == "lm_head":
+                        head[module] = (info.shape[0], info.shape[1])
         if not out:
             raise InputError(f"{self.base_dir}: the base has no linear layers in its safetensors files")
         if lm_head:  # a tied lm_head has no tensor of its own: vLLM shares embed_tokens' [vocab, hidden]
-            out["lm_head"] = (spec.vocab_size, spec.hidden_size)
+            out.update(head or {"lm_head": (spec.vocab_size, spec.hidden_size)})
         return out
 
     @cached_property
