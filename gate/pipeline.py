@@ -48,8 +48,6 @@ from gate.bundle import (
     SIGNATURE,
     VERDICT,
     ContractRef,
-    GateResult,
-    GateStatus,
     Verdict,
     check_relpath,
     list_files,
@@ -59,6 +57,7 @@ from gate.bundle import (
 from gate.console import atomic_write_json, atomic_write_text
 from gate.digests import files_digest
 from gate.errors import Error, GateFailure, InputError
+from gate.gates import GateContext, GatesOutcome, ServerSource, gates_named, run_gates
 from gate.signing import SigningConfig, TrustPolicy, sign_bundle, tool_versions, verify_signature
 
 if TYPE_CHECKING:
@@ -186,46 +185,6 @@ def _adapter_files(adapter_dir: Path) -> list[Path]:
     if not (adapter_dir / "adapter_config.json").is_file():
         raise InputError(f"{adapter_dir} has no adapter_config.json")
     return files
-
-
-def _summary(report: dict[str, Any], passed: bool) -> str:
-    for key in ("summary", "reason", "error"):
-        if isinstance(report.get(key), str) and report[key]:
-            return str(report[key])[:300]
-    counts = report.get("summary")
-    prefix = ""
-    if isinstance(counts, dict):
-        prefix = " ".join(f"{k}={v}" for k, v in counts.items() if isinstance(v, int | float | str))[:200]
-    failures = report.get("failures")
-    if isinstance(failures, list) and failures:
-        return "; ".join(str(f) for f in failures[:3])[:300]
-    probes = report.get("probes")
-    if isinstance(probes, list) and not passed:
-        failed = [p for p in probes if isinstance(p, dict) and p.get("passed") is False]
-        if failed:
-            return "; ".join(f"{p.get('name')}: {p.get('message', 'failed')}" for p in failed[:3])[:300]
-    findings = report.get("findings")
-    if isinstance(findings, list) and not passed:
-        bad = [
-            f
-            for f in findings
-            if isinstance(f, dict) and f.get("severity", f.get("level")) in ("error", "fail")
-        ]
-        shown = bad or findings
-        text = "; ".join(
-            str(f.get("message", f.get("rule", f))) if isinstance(f, dict) else str(f) for f in shown[:3]
-        )
-        return (f"{prefix}: {text}" if prefix else text)[:300]
-    return prefix or ("passed" if passed else "failed")
-
-
-def _report_tools(report: dict[str, Any]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for key in ("tools", "versions", "tool_versions"):
-        value = report.get(key)
-        if isinstance(value, dict):
-            found.update({str(k): str(v) for k, v in value.items() if isinstance(v, str | int | float)})
-    return found
 
 
 def _public_key_file(cfg: SigningConfig, directory: Path) -> Path:
@@ -399,111 +358,6 @@ def _publish(
     return ReleaseResult(verdict, out_dir, result.to_dict(), resumed, emit.events)
 
 
-@dataclass(frozen=True)
-class GatesOutcome:
-    """What :func:`run_gates` did: one result per gate that ran, their reports, and where it stopped."""
-
-    results: tuple[GateResult, ...]
-    #: Gate name -> the report dict written for it (absent when the gate raised).
-    reports: dict[str, dict[str, Any]]
-    tools: dict[str, str]
-    #: (gate, reason) of the first gate that did not pass, or None when every gate passed.
-    stopped: tuple[str, str] | None
-
-
-def run_gates(
-    adapter: Path,
-    contract: Any,
-    *,
-    base_dir: Path,
-    server: Callable[[], Any],
-    work_dir: Path,
-    report_paths: dict[str, Path],
-    baseline: Baseline | None = None,
-    base_scores: Any = None,
-    eval_limit: int | None = None,
-    stop_on_failure: bool = True,
-    emit: EventSink | None = None,
-) -> GatesOutcome:
-    """Run check, smoke and eval on ``adapter`` in order, as a release does; write each report.
-
-    ``server`` returns the vLLM server to use (called lazily, so a check failure boots
-    nothing); each gate's own files go under ``work_dir/<gate>`` and its report JSON to
-    ``report_paths[gate]``. ``base_scores`` reuses one base scoring across several
-    adapters on the same server; ``eval_limit`` scores only the first N documents per
-    task. With ``stop_on_failure=False`` every gate runs even after one failed (pilots
-    measure them all); a release stops at the first.
-    """
-    sink = emit or (lambda event: None)
-    results: list[GateResult] = []
-    reports: dict[str, dict[str, Any]] = {}
-    tools: dict[str, str] = {}
-    stopped: tuple[str, str] | None = None
-
-    def check() -> Any:
-        from gate.check import run_check
-
-        return run_check(adapter, contract, base_dir)
-
-    def smoke() -> Any:
-        from gate.smoke import run_smoke
-
-        return run_smoke(adapter, contract, base_dir=base_dir, server=server(), out_dir=work_dir / "smoke")
-
-    def evaluate() -> Any:
-        from gate.evaluate import run_eval
-
-        return run_eval(
-            adapter,
-            contract,
-            base_dir=base_dir,
-            server=server(),
-            out_dir=work_dir / "eval",
-            baseline=baseline,
-            base_scores=base_scores,
-            limit=eval_limit,
-        )
-
-    steps: dict[str, Callable[[], Any]] = {"check": check, "smoke": smoke, "eval": evaluate}
-    for name in REQUIRED_GATES:
-        sink({"event": "gate.start", "gate": name})
-        started_at, t0 = _now(), time.monotonic()
-        report_path: str | None = None
-        try:
-            report = steps[name]()
-            data = report.to_dict()
-            status: GateStatus = "passed" if report.passed else "failed"
-            summary = _summary(data, report.passed)
-            target = report_paths[name]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(target, data)
-            if name == "eval" and hasattr(report, "to_markdown"):
-                atomic_write_text(target.with_suffix(".md"), report.to_markdown())
-            reports[name] = data
-            tools.update(_report_tools(data))
-            report_path = str(target)
-        except Error as e:
-            status, summary = "error", e.message
-        seconds = round(time.monotonic() - t0, 3)
-        results.append(
-            GateResult(
-                name=name,
-                status=status,
-                summary=summary,
-                report=report_path,
-                started_at=started_at,
-                finished_at=_now(),
-                seconds=seconds,
-            )
-        )
-        sink({"event": "gate.finish", "gate": name, "status": status, "summary": summary, "seconds": seconds})
-        if status != "passed" and stopped is None:
-            stopped = (name, f"gate {name} {status}: {summary}")
-            if stop_on_failure:
-                break
-    return GatesOutcome(tuple(results), reports, tools, stopped)
-
-
 def _run_gates(
     request: ReleaseRequest,
     contract: Any,
@@ -524,31 +378,14 @@ def _run_gates(
     shutil.copyfile(request.run_dir / "run.json", bundle / RUN_RECORD)
     work.mkdir(parents=True, exist_ok=True)
     tools: dict[str, str] = {"gate": __version__, "python": platform.python_version(), **tool_versions()}
-    server_stack = contextlib.ExitStack()
-    server_box: list[Any] = []
-
-    def server() -> Any:
-        if not server_box:
-            from gate.serving import VLLMServer
-
-            if request.server_url:
-                server_box.append(VLLMServer.attach(request.server_url))
-            else:
-                emit({"event": "server.start", "base_dir": str(base_dir)})
-                server_box.append(
-                    server_stack.enter_context(VLLMServer.start(base_dir, contract, log_dir=work / "logs"))
-                )
-        return server_box[0]
-
-    with server_stack:
+    with ServerSource(
+        contract, base_dir, log_dir=work / "logs", url=request.server_url, on_event=emit
+    ) as servers:
+        ctx = GateContext(adapter, contract, base_dir, work, servers, baseline=request.baseline)
         outcome = run_gates(
-            adapter,
-            contract,
-            base_dir=base_dir,
-            server=server,
-            work_dir=work,
+            ctx,
+            gates_named(REQUIRED_GATES),
             report_paths={name: bundle / rel for name, rel in REPORTS.items()},
-            baseline=request.baseline,
             emit=emit,
         )
     # The verdict names each report by its path inside the bundle.

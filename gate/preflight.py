@@ -20,15 +20,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from gate.contract import Contract
 from gate.errors import Error
 from gate.spec import TrainSpec
 from gate.training import ADAPTER_DIR, get_trainer, train
-
-if TYPE_CHECKING:
-    from gate.serving import VLLMServer
 
 __all__ = ["PreflightFinding", "PreflightReport", "preflight", "static_checks"]
 
@@ -192,7 +189,7 @@ def preflight(
     out_dir: Path,
     steps: int = PREFLIGHT_STEPS,
     smoke: bool = True,
-    server: VLLMServer | None = None,
+    server_url: str | None = None,
     quiet: bool = False,
 ) -> PreflightReport:
     """Run the static checks; if they pass, train ``steps`` steps into ``out_dir/run`` and gate it."""
@@ -217,9 +214,13 @@ def preflight(
     smoke_report: dict[str, Any] | None = None
     notes = [f"trained {len(record.metrics.steps)} step(s) with {toolkit} in {record.wall_seconds:.0f}s"]
     if smoke and base_dir is not None:
-        from gate.smoke import run_smoke
+        from gate.gates import run_one
+        from gate.smoke import SmokeReport
 
-        report = run_smoke(adapter, contract, base_dir=base_dir, server=server, out_dir=out_dir / "smoke")
+        report = run_one(
+            "smoke", adapter, contract, base_dir=base_dir, work_dir=out_dir, server_url=server_url
+        )
+        assert isinstance(report, SmokeReport)
         smoke_report = report.to_dict()
         behaviour = [p for p in report.failed_probes if p not in SERVABILITY_PROBES]
         if behaviour:

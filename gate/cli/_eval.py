@@ -120,7 +120,7 @@ def _server(args: argparse.Namespace, base_dir: Path, contract: Contract) -> Ite
     from gate.serving import VLLMServer
 
     if args.server:
-        yield VLLMServer.attach(args.server)
+        yield VLLMServer.attach(args.server, contract, base_dir=base_dir)
         return
     err.print("gate eval: starting a vLLM server on the base model (about a minute on CPU)")
     with VLLMServer.start(base_dir, contract, log_dir=args.out / "server") as server:

@@ -31,11 +31,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from gate.preflight import preflight
 
-    server = None
-    if args.server and not args.no_smoke:
-        from gate.serving import VLLMServer
-
-        server = VLLMServer.attach(args.server)
     with tempfile.TemporaryDirectory(prefix="gate-preflight-") as tmp:
         out = args.out or Path(tmp)
         report = preflight(
@@ -45,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=out,
             steps=args.steps,
             smoke=not args.no_smoke,
-            server=server,
+            server_url=args.server,
         )
         if args.json:
             print_json(report.to_dict())

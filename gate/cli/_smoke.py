@@ -38,7 +38,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         default=os.environ.get("GATE_SERVER_URL"),
         help="a running vLLM server started with --enable-lora and runtime LoRA updating; it must see "
-        "ADAPTER_DIR's path (default: boot one for this run and stop it after; env GATE_SERVER_URL)",
+        "ADAPTER_DIR's path and is verified against the contract (version, base, LoRA limits) before any "
+        "probe (default: boot one for this run and stop it after; env GATE_SERVER_URL)",
+    )
+    p.add_argument(
+        "--pool",
+        action="store_true",
+        help="attach to the warm server a `gate serve` on this host keeps for this contract's base and "
+        "serving configuration (verified like --server); boot one when there is none",
     )
     p.add_argument(
         "--base", type=Path, metavar="DIR", help="base model directory (default: the embedded SmolLM2 build)"
@@ -85,13 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from gate.base_model import cached_smollm2
     from gate.console import err, print_json, progress
     from gate.contract import Contract
+    from gate.gates import run_one
     from gate.resources import default_contract
-    from gate.serving import VLLMServer
-    from gate.smoke import PROBES, run_smoke
+    from gate.smoke import PROBES, SmokeReport
 
     contract = Contract.from_yaml(args.contract or default_contract())
     base = args.base or cached_smollm2()
-    server = VLLMServer.attach(args.server) if args.server else None
     with _sigterm_as_interrupt(), progress(transient=True) as bar:
         task = bar.add_task("smoke", total=len(PROBES), status="")
 
@@ -103,16 +109,20 @@ def run(args: argparse.Namespace) -> int:
                 bar.advance(task)
                 bar.update(task, status=f"{probe}: {event.get('status')}")
 
-        report = run_smoke(
+        report = run_one(
+            "smoke",
             args.adapter_dir,
             contract,
             base_dir=base,
-            server=server,
-            out_dir=args.out,
-            on_event=on_event,
+            work_dir=args.out,
+            report_dir=args.out,
+            server_url=args.server,
+            use_pool=args.pool,
             ready_timeout=args.ready_timeout,
             fail_fast=args.fail_fast,
+            on_event=on_event,
         )
+        assert isinstance(report, SmokeReport)
     if args.json:
         print_json(report.to_dict())
     else:

@@ -2,7 +2,7 @@
 
 A pilot is an ordinary set of runs (``OUT/runs/<toolkit>-<i>/`` are RUN_DIRs made
 by :func:`gate.training.train`, releasable with ``gate release --run``). The
-gates run through :func:`gate.pipeline.run_gates`, the code a release uses, on
+gates run through :func:`gate.gates.run_gates`, the code a release uses, on
 repeat 1 of each toolkit, against one vLLM server for the whole pilot; the base
 model is scored once and reused as every adapter's comparison. A failing gate is
 data in the matrix; a toolkit whose training fails is recorded as a failed run
@@ -142,46 +142,26 @@ def _gates_all(
     from gate.base_model import cached_smollm2
     from gate.bundle import REQUIRED_GATES
     from gate.evaluate import score_base
-    from gate.pipeline import run_gates
-    from gate.serving import VLLMServer
+    from gate.gates import GateContext, ServerSource, gates_named, run_gates
 
     ready = [tk for tk in req.toolkits if ok.get(run_id(tk, 1))]
     if not ready:
         return
     base_dir = req.base_dir or cached_smollm2()
-    with contextlib.ExitStack() as stack:
-        box: list[Any] = []
-        failed: list[Error] = []
-
-        def server() -> Any:
-            # Started on first use; a server that cannot start fails the smoke and eval gates of
-            # every adapter (recorded in their results), not the pilot.
-            if failed:
-                raise failed[0]
-            if not box:
-                with _phase(phases, "server.start", "starting one vLLM server for the pilot"):
-                    try:
-                        if req.server_url:
-                            box.append(VLLMServer.attach(req.server_url))
-                        else:
-                            box.append(
-                                stack.enter_context(
-                                    VLLMServer.start(base_dir, contract, log_dir=out / "server")
-                                )
-                            )
-                    except Error as e:
-                        failed.append(e)
-                        raise
-            return box[0]
-
-        with contextlib.suppress(Error):
-            server()
+    # One server for the whole pilot: a server that cannot start fails the smoke and eval gates of
+    # every adapter (recorded in their results), not the pilot.
+    with ServerSource(contract, base_dir, log_dir=out / "server", url=req.server_url) as servers:
+        with (
+            _phase(phases, "server.start", "starting one vLLM server for the pilot"),
+            contextlib.suppress(Error),
+        ):
+            servers.get()
         base_scores = None
         with _phase(phases, "eval.base", "scoring the base model once"):
             try:
                 base_scores = score_base(
                     contract,
-                    server=server(),
+                    server=servers.get(),
                     base_dir=base_dir,
                     out_dir=out / "base-eval",
                     limit=req.eval_limit,
@@ -192,15 +172,19 @@ def _gates_all(
         for tk in ready:
             run_dir = out / "runs" / run_id(tk, 1)
             with _phase(phases, f"gates.{tk}", f"gates on {tk} (check, smoke, eval)"):
-                outcome = run_gates(
+                ctx = GateContext(
                     run_dir / "adapter",
                     contract,
-                    base_dir=base_dir,
-                    server=server,
-                    work_dir=run_dir / "gates",
-                    report_paths={g: run_dir / "gates" / f"{g}.json" for g in REQUIRED_GATES},
+                    base_dir,
+                    run_dir / "gates",
+                    servers,
                     base_scores=base_scores,
                     eval_limit=req.eval_limit,
+                )
+                outcome = run_gates(
+                    ctx,
+                    gates_named(REQUIRED_GATES),
+                    report_paths={g: run_dir / "gates" / f"{g}.json" for g in REQUIRED_GATES},
                     stop_on_failure=False,
                     emit=_gate_event(tk),
                 )

@@ -1,18 +1,22 @@
-"""Serving on real vLLM: the environment, the server manager, a client and the warm pool.
+"""Serving: the runtime interface and its vLLM implementation, verification, the warm pool, the reference.
 
 Example::
 
     from gate.contract import Contract
-    from gate.serving import VLLMServer, WarmPool
+    from gate.serving import WarmPool, runtime_for
 
     contract = Contract.from_yaml(Path("contracts/smollm2-vllm.yaml"))
-    with VLLMServer.start(base_dir, contract, log_dir=Path("logs")) as server:
-        with server.client() as client:
-            print(client.models())
+    with runtime_for(contract).start(base_dir, contract, log_dir=Path("logs")) as server:
+        print(server.models())
 
     with WarmPool(contract, log_dir=Path("logs")) as pool:
         with pool.candidate(adapter_dir, base_dir=base_dir) as loaded:
             print(loaded.result.ok, loaded.result.message)
+
+Layout: :mod:`._runtime` (the interface and the registry), :mod:`._server` (vLLM),
+:mod:`._verify` (an attached server checked against the contract), :mod:`._client`
+(HTTP), :mod:`._pool` (the warm pool and its canary), :mod:`._reference` (the warm
+transformers + PEFT reference), :mod:`._env` (the isolated environments).
 """
 
 from __future__ import annotations
@@ -22,7 +26,19 @@ from pathlib import Path
 
 from gate.serving._client import Completion, LoadResult, ModelCard, StreamTiming, TokenLogprob, VLLMClient
 from gate.serving._env import CPU_VLLM, GPU_VLLM, reference_env_spec, vllm_env_spec
-from gate.serving._pool import Canary, CanaryReading, CanaryResult, HotLoad, WarmPool, scan_adapter_weights
+from gate.serving._pool import (
+    Canary,
+    CanaryReading,
+    CanaryResult,
+    HotLoad,
+    PoolKey,
+    WarmPool,
+    candidate_name,
+    pool_key,
+    scan_adapter_weights,
+)
+from gate.serving._reference import REFERENCE_SCRIPT, ReferenceProcess, check_reference_result
+from gate.serving._runtime import RUNTIMES, PromptLogprobs, ServerFacts, ServingRuntime, runtime_for
 from gate.serving._server import (
     DEFAULT_READY_TIMEOUT,
     SERVER_TAG,
@@ -36,6 +52,8 @@ __all__ = [
     "CPU_VLLM",
     "DEFAULT_READY_TIMEOUT",
     "GPU_VLLM",
+    "REFERENCE_SCRIPT",
+    "RUNTIMES",
     "SERVER_TAG",
     "Canary",
     "CanaryReading",
@@ -44,14 +62,23 @@ __all__ = [
     "HotLoad",
     "LoadResult",
     "ModelCard",
+    "PoolKey",
+    "PromptLogprobs",
+    "ReferenceProcess",
+    "ServerFacts",
+    "ServingRuntime",
     "StreamTiming",
     "TokenLogprob",
     "VLLMClient",
     "VLLMServer",
     "WarmPool",
+    "candidate_name",
+    "check_reference_result",
     "free_port",
     "load_adapter",
+    "pool_key",
     "reference_env_spec",
+    "runtime_for",
     "scan_adapter_weights",
     "server_argv",
     "server_processes",
@@ -60,16 +87,11 @@ __all__ = [
 ]
 
 
-def load_adapter(server: VLLMServer, name: str, adapter_dir: str | os.PathLike[str]) -> LoadResult:
-    """Hot-load ``adapter_dir`` as ``name`` into ``server`` (a refusal carries vLLM's message).
-
-    The path is resolved here: vLLM treats a relative path that does not exist as a hub id.
-    """
-    with server.client() as client:
-        return client.load_adapter(name, str(Path(adapter_dir).resolve()))
+def load_adapter(server: ServingRuntime, name: str, adapter_dir: str | os.PathLike[str]) -> LoadResult:
+    """Hot-load ``adapter_dir`` as ``name`` into ``server`` (a refusal carries the runtime's message)."""
+    return server.load_adapter(name, Path(adapter_dir).resolve())
 
 
-def unload_adapter(server: VLLMServer, name: str) -> LoadResult:
+def unload_adapter(server: ServingRuntime, name: str) -> LoadResult:
     """Unload adapter ``name`` from ``server``."""
-    with server.client() as client:
-        return client.unload_adapter(name)
+    return server.unload_adapter(name)

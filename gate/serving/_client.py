@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from gate.errors import ServerError
+from gate.serving._runtime import PromptLogprobs
 
 __all__ = ["Completion", "LoadResult", "ModelCard", "StreamTiming", "TokenLogprob", "VLLMClient"]
 
@@ -31,6 +32,7 @@ class ModelCard:
     id: str
     parent: str | None
     root: str | None
+    max_model_len: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,12 +153,15 @@ class VLLMClient:
         cards = []
         for item in data.get("data") or []:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
-                parent, root = item.get("parent"), item.get("root")
+                parent, root, length = item.get("parent"), item.get("root"), item.get("max_model_len")
                 cards.append(
                     ModelCard(
                         id=item["id"],
                         parent=parent if isinstance(parent, str) else None,
                         root=root if isinstance(root, str) else None,
+                        max_model_len=length
+                        if isinstance(length, int) and not isinstance(length, bool)
+                        else None,
                     )
                 )
         return cards
@@ -169,6 +174,49 @@ class VLLMClient:
             return None
         value = data.get("version")
         return value if isinstance(value, str) else None
+
+    def metrics(self) -> str:
+        """``GET /metrics`` (Prometheus text), bounded like every other answer."""
+        response = self._request("GET", "/metrics")
+        if response.status_code != 200:
+            raise ServerError(f"vLLM at {self.url} answered /metrics with HTTP {response.status_code}")
+        return response.text
+
+    def tokenize(self, model: str, text: str) -> list[int]:
+        """``POST /tokenize`` without added special tokens."""
+        body = {"model": model, "prompt": text, "add_special_tokens": False}
+        data = self._json(self._request("POST", "/tokenize", body), "/tokenize")
+        tokens = data.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise ServerError(f"vLLM at {self.url} answered /tokenize without token ids")
+        return [int(t) for t in tokens]
+
+    def prompt_logprobs(self, model: str, token_ids: Sequence[int]) -> PromptLogprobs:
+        """The log-prob ``model`` gives each of ``token_ids`` after the ones before it (teacher forcing).
+
+        Uses vLLM's ``prompt_logprobs`` over the full vocabulary, so a token far outside any top-k
+        list still gets its real value.
+        """
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": [int(t) for t in token_ids],
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "seed": 0,
+            "prompt_logprobs": 0,
+        }
+        start = time.monotonic()
+        data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
+        seconds = time.monotonic() - start
+        choice = _first_choice(data, "/v1/completions")
+        raw = choice.get("prompt_logprobs")
+        if not isinstance(raw, list) or len(raw) != len(token_ids):
+            raise ServerError(f"vLLM at {self.url} returned no usable prompt_logprobs for {model}")
+        values: list[float] = []
+        for position, entry in enumerate(raw[1:], start=1):
+            item = entry.get(str(int(token_ids[position]))) if isinstance(entry, dict) else None
+            values.append(_num(item.get("logprob")) if isinstance(item, dict) else math.nan)
+        return PromptLogprobs(tuple(int(t) for t in token_ids), tuple(values), seconds)
 
     def load_adapter(self, name: str, path: str) -> LoadResult:
         """Hot-load an adapter; a refusal is returned (with vLLM's message), not raised."""

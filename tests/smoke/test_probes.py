@@ -6,6 +6,7 @@ A healthy adapter passes; each planted fault fails a named probe.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,21 @@ def test_weights_matching_no_module_are_accepted_by_vllm_but_fail_logprob_shift(
     assert shift is not None and shift.status == "fail", report.summary()
     assert shift.details["max_shift"] == 0.0
     assert "serving the base model" in shift.message
+
+
+def test_a_strong_adapter_with_disjoint_top_tokens_gets_a_finite_logprob_shift(
+    smoke_contract, base_model_dir: Path, vllm_server, tmp_path: Path
+) -> None:
+    # Weights large enough that the adapter's top-20 next tokens share nothing with the base's (the
+    # shift over shared top tokens used to call this "non-finite"); the answers stay finite.
+    adapter = write_lora(
+        tmp_path / "strong", scale_a=1.0, scale_b=1.0, targets=("q_proj", "v_proj", "o_proj", "down_proj")
+    )
+    report = _smoke(adapter, smoke_contract, base_model_dir, vllm_server, tmp_path / "out")
+    shift = report.probe("logprob_shift")
+    assert shift is not None and shift.status == "pass", report.summary()
+    assert shift.details["max_shift"] > 1.0
+    assert all(math.isfinite(v) for row in shift.details["prompts"] for v in row["adapter_logprobs"])
 
 
 def test_answers_ending_with_a_non_eos_token_fail_stops(

@@ -9,6 +9,7 @@ import pytest
 
 from gate.errors import ServerError
 from gate.serving import WarmPool, server_processes
+from gate.smoke import run_smoke_pooled
 from tests.fixtures.serving import write_lora
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def test_nan_adapter_poisons_the_server_and_the_canary_restarts_it_before_the_ne
 
     # The verdict after the restart is on the trained adapter, whose answers pass on any CPU; a random
     # synthetic LoRA's text depends on bf16 ties that differ between CPU models.
-    report = pool.smoke(smoke_adapter, base_dir=base_model_dir, out_dir=tmp_path / "verdict")
+    report = run_smoke_pooled(pool, smoke_adapter, base_dir=base_model_dir, out_dir=tmp_path / "verdict")
 
     assert [e["event"] for e in pool.events].count("canary_failed") == 1
     assert pool.restarts == 1

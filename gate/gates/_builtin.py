@@ -1,0 +1,96 @@
+"""The three shipped gates: the packaging contract, the smoke probes on a real server, the eval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gate.console import atomic_write_text
+from gate.gates._base import Gate, GateContext, GateReport, gate_dir
+
+__all__ = ["CheckGate", "EvalGate", "SmokeGate"]
+
+
+class CheckGate(Gate):
+    """``gate check``: the adapter against the contract, statically (no server)."""
+
+    name = "check"
+
+    def run(self, ctx: GateContext) -> GateReport:
+        from gate.check import run_check
+
+        return run_check(ctx.adapter, ctx.contract, ctx.base_dir)
+
+
+class SmokeGate(Gate):
+    """``gate smoke``: hot-load into the contract's runtime and probe it (canary-guarded on a pool)."""
+
+    name = "smoke"
+    needs_server = True
+
+    def run(self, ctx: GateContext) -> GateReport:
+        from gate.smoke import run_smoke, run_smoke_pooled
+
+        out_dir = gate_dir(ctx, self.name)
+        sink = ctx.on_event
+        if ctx.servers.pool is not None:
+            return run_smoke_pooled(
+                ctx.servers.pool,
+                ctx.adapter,
+                base_dir=ctx.base_dir,
+                out_dir=out_dir,
+                on_event=sink,
+                fail_fast=ctx.fail_fast,
+            )
+        return run_smoke(
+            ctx.adapter,
+            ctx.contract,
+            base_dir=ctx.base_dir,
+            server=ctx.servers,
+            out_dir=out_dir,
+            on_event=sink,
+            fail_fast=ctx.fail_fast,
+        )
+
+
+class EvalGate(Gate):
+    """``gate eval``: lm-evaluation-harness, adapter against base, on the same server."""
+
+    name = "eval"
+    needs_server = True
+
+    def run(self, ctx: GateContext) -> GateReport:
+        from gate.evaluate import run_eval, score_base
+
+        server = ctx.servers.get()
+        base_scores = ctx.base_scores
+        pool = ctx.servers.pool
+        if base_scores is None and pool is not None:
+            # The base's scores depend on the base and serving config (the pool's key) and on the task
+            # data, which the contract digest covers: scored once per pool server and contract.
+            key = (ctx.contract.sha256, ctx.eval_limit)
+            base_scores = pool.base_scores(
+                ctx.base_dir,
+                key,
+                lambda: score_base(
+                    ctx.contract,
+                    server=server,
+                    base_dir=ctx.base_dir,
+                    out_dir=ctx.work_dir / "base-eval",
+                    limit=ctx.eval_limit,
+                ),
+            )
+        return run_eval(
+            ctx.adapter,
+            ctx.contract,
+            base_dir=ctx.base_dir,
+            server=server,
+            out_dir=gate_dir(ctx, self.name),
+            baseline=ctx.baseline,
+            base_scores=base_scores,
+            limit=ctx.eval_limit,
+        )
+
+    def write_extra(self, report: GateReport, target: Path) -> None:
+        to_markdown = getattr(report, "to_markdown", None)
+        if callable(to_markdown):
+            atomic_write_text(target.with_suffix(".md"), str(to_markdown()))

@@ -1,0 +1,95 @@
+"""The serving-runtime registry, the gate runner's parts and the pure judgement rules (no server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gate.errors import InputError
+from gate.gates import GATES, ServerSource, gates_named
+from gate.safetensors_io import read_header
+from gate.serving import RUNTIMES, VLLMServer, WarmPool, candidate_name, pool_key, runtime_for
+from gate.serving._verify import parse_max_loras, write_probe_adapter
+from gate.smoke import judge_positions
+from tests.fixtures.serving import write_lora
+
+
+def test_the_contracts_runtime_name_picks_vllm_and_an_unknown_name_gets_a_did_you_mean(
+    smoke_contract,
+) -> None:  # type: ignore[no-untyped-def]
+    assert runtime_for(smoke_contract) is VLLMServer
+    with pytest.raises(InputError) as e:
+        RUNTIMES.get("vlm")
+    assert "did you mean 'vllm'" in (e.value.hint or "")
+
+
+def test_the_release_gates_are_objects_found_by_name_in_order() -> None:
+    gates = gates_named(["check", "smoke", "eval"])
+    assert [g.name for g in gates] == ["check", "smoke", "eval"]
+    assert [g.needs_server for g in gates] == [False, True, True]
+    assert {"check", "smoke", "eval"} <= set(GATES.names())
+
+
+def test_a_position_within_the_tie_margin_is_a_tie_and_beyond_it_a_mismatch() -> None:
+    positions = [
+        {"token_id": 5, "logprob": -0.1, "best_id": 5, "best_logprob": -0.1},  # the reference's best
+        {"token_id": 6, "logprob": -0.70, "best_id": 7, "best_logprob": -0.69},  # 0.01 nats: a tie
+        {"token_id": 8, "logprob": -3.0, "best_id": 9, "best_logprob": -0.2},  # 2.8 nats: a mismatch
+    ]
+    assert judge_positions(positions, 0.05) == (1, 1, 3)
+    assert judge_positions(positions, 0.001) == (1, 0, 3)
+
+
+def test_max_loras_is_read_from_vllms_lora_gauge() -> None:
+    metrics = (
+        "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
+        'vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 1.7e9\n'
+    )
+    assert parse_max_loras(metrics) == 4
+    assert parse_max_loras("vllm:num_requests_running 0\n") is None
+
+
+def test_the_rank_probe_adapter_is_real_safetensors_with_zero_lora_b(smoke_contract, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = write_probe_adapter(tmp_path / "probe", smoke_contract, rank=17)
+    header = read_header(out / "adapter_model.safetensors")
+    shapes = {name: tuple(t.shape) for name, t in header.tensors.items()}
+    assert shapes == {
+        "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight": (17, 1536),
+        "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight": (576, 17),
+    }
+    data = (out / "adapter_model.safetensors").read_bytes()
+    assert set(data[-576 * 17 * 4 :]) == {0}
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 17
+
+
+def test_candidate_names_follow_the_digest_and_never_repeat_on_one_server(tmp_path: Path) -> None:
+    a = write_lora(tmp_path / "a", seed=1, layers=(0,))
+    b = write_lora(tmp_path / "b", seed=2, layers=(0,))
+    assert candidate_name(a, 1) != candidate_name(b, 1)
+    assert candidate_name(a, 1)[:21] == candidate_name(a, 2)[:21]
+    assert candidate_name(a, 1) != candidate_name(a, 2)
+
+
+def test_the_pool_key_is_the_base_identity_and_the_serving_configuration(smoke_contract) -> None:  # type: ignore[no-untyped-def]
+    other = smoke_contract.model_copy(
+        update={"serving": smoke_contract.serving.model_copy(update={"max_loras": 2})}
+    )
+    assert pool_key(smoke_contract) == pool_key(smoke_contract.model_copy())
+    assert pool_key(other) != pool_key(smoke_contract)
+    assert pool_key(other).base_identity == pool_key(smoke_contract).base_identity
+
+
+def test_a_server_source_attaches_to_a_url_and_otherwise_leases_from_a_matching_pool(
+    smoke_contract,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    pool = WarmPool(smoke_contract, log_dir=tmp_path)  # boots nothing until asked
+    other = smoke_contract.model_copy(
+        update={"serving": smoke_contract.serving.model_copy(update={"max_loras": 2})}
+    )
+    assert ServerSource(smoke_contract, tmp_path, log_dir=tmp_path, url="http://x:1").mode == "attached"
+    assert ServerSource(smoke_contract, tmp_path, log_dir=tmp_path, pool=pool).mode == "pooled"
+    assert ServerSource(other, tmp_path, log_dir=tmp_path, pool=pool).mode == "started"
+    assert ServerSource(smoke_contract, tmp_path, log_dir=tmp_path).mode == "started"
