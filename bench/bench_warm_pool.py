@@ -1,137 +1,149 @@
-"""Gating N adapters: a fresh vLLM server per adapter (cold) against one warm server (hot-load).
+"""Releasing N candidates through ``gate serve``: the worker's warm pool against a vLLM boot per candidate.
 
-Both modes run, in the same process and on the same machine, the serving part
-of the smoke gate for each adapter: get a server whose base answers the canary,
-hot-load the adapter (POST /v1/load_lora_adapter), ask every contract smoke
-prompt through /v1/chat/completions, unload. The transformers + PEFT parity
-reference is left out: it costs the same in both modes.
+Both modes run the real service (one worker, no ``--vllm-url``, SQLite, the
+loopback ``docker-registry``) and release the same N distinct candidates (copies
+of a cached trained run, each with one weight nudged so every digest differs)
+through every gate: check, smoke, eval, sign, publish. Measured in one run:
 
-- ``cold``: ``VLLMServer.start`` for each adapter, canary baseline, the probes, stop.
-- ``warm``: one ``WarmPool``; the boot is paid once, each adapter is canary-checked
-  before and after (as ``WarmPool.smoke`` does).
+- ``cold``: ``GATE_SERVICE_POOLS=0``: every release boots its own vLLM server (the
+  pre-pool behaviour) and scores the base for eval itself;
+- ``warm``: the worker's pool boots vLLM once, each candidate is hot-loaded under its
+  digest name, canary-checked before and after, parity uses the warm reference, and
+  the base's eval scores are computed once.
 
-    python bench/bench_warm_pool.py [--n 3]
+    python bench/bench_warm_pool.py [--n 6] [--modes warm,cold]
 
-Writes bench/results/warm_pool.json (with the cold/warm ratio) and prints a summary.
+Writes bench/results/warm_pool.json (per-release seconds, totals, vLLM boots, the
+cold/warm ratio) and prints a summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import json
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gate.base_model import cached_smollm2  # noqa: E402
+import httpx  # noqa: E402
+
 from gate.console import atomic_write_json  # noqa: E402
-from gate.contract import Contract  # noqa: E402
-from gate.envs import has_cuda  # noqa: E402
-from gate.resources import default_contract  # noqa: E402
-from gate.serving import Canary, VLLMServer, WarmPool  # noqa: E402
-from tests.fixtures.serving import write_lora  # noqa: E402
+from tests.fixtures.registry import running_registry  # noqa: E402
+from tests.fixtures.service import _Services  # noqa: E402
 
 
-def _probe(server: VLLMServer, contract: Contract, adapter: Path, name: str) -> dict[str, Any]:
-    """Hot-load, ask every smoke prompt, unload; return the timings."""
-    with server.client() as client:
-        started = time.monotonic()
-        load = client.load_adapter(name, str(adapter))
-        if not load.ok:
-            raise SystemExit(f"{adapter}: {load.message}")
-        answers = []
-        for prompt in contract.smoke.prompts:
-            msgs = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            answers.append(client.chat(name, msgs, max_tokens=prompt.max_tokens).seconds)
-        client.unload_adapter(name)
-        return {
-            "hot_load_s": round(load.seconds, 4),
-            "chat_s": round(sum(answers), 2),
-            "probe_s": round(time.monotonic() - started, 2),
-        }
+def _candidate(run: Path, out: Path, index: int) -> Path:
+    """A copy of ``run`` with one weight nudged (a distinct digest), its run record matching the bytes."""
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(run, out, symlinks=False)
+    weights = out / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    first = sorted(k for k in tensors if "lora_B" in k)[0]
+    tensors[first][0, 0] += 1e-4 * (index + 1)
+    save_file(tensors, str(weights))
+    record = json.loads((out / "run.json").read_text())
+    data = weights.read_bytes()
+    record["adapter"]["files"]["adapter_model.safetensors"] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+    (out / "run.json").write_text(json.dumps(record, indent=2))
+    return out
 
 
-def cold(contract: Contract, base: Path, adapters: list[Path], logs: Path) -> dict[str, Any]:
-    canary = Canary.from_contract(contract)
+def _wait(client: httpx.Client, rid: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data: dict[str, Any] = client.get(f"/api/releases/{rid}").json()
+        if data["status"] in ("published", "failed", "error", "rejected", "cancelled"):
+            return data
+        time.sleep(1.0)
+    raise SystemExit(f"release {rid} did not finish within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def _service(root: Path, runs: Path, registry: Any, *, pools: bool) -> Iterator[Any]:
+    from gate.base_model import cached_smollm2
+    from gate.service.settings import PublishSettings
+    from gate.signing import generate_key
+
+    key = root / "release.key"
+    generate_key(key, root / "release.pub")
+    services = _Services(root)
+    svc = services(
+        workers=1,
+        allowed_roots=(runs,),
+        vllm_url="",
+        base_dir=cached_smollm2(),
+        publish=PublishSettings(
+            target_prefix=f"oci://{registry.host}/adapters", sign_method="key", sign_key=key
+        ),
+        env={**registry.env(), "GATE_SERVICE_POOLS": "1" if pools else "0"},
+    )
+    try:
+        yield svc.start()
+    finally:
+        services.close()
+
+
+def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work: Path) -> dict[str, Any]:
+    """Release every candidate through a fresh service in ``mode``; time each release to its outcome."""
     rows = []
     started = time.monotonic()
-    for i, adapter in enumerate(adapters):
-        t0 = time.monotonic()
-        with VLLMServer.start(base, contract, log_dir=logs / f"cold-{i}") as server:
-            boot = time.monotonic() - t0
-            with server.client() as client:
-                canary.read(client, server.served_model)
-            row = _probe(server, contract, adapter, f"cold-{i}")
-        rows.append(
-            {
-                "adapter": adapter.name,
-                "boot_s": round(boot, 2),
-                **row,
-                "total_s": round(time.monotonic() - t0, 2),
-            }
-        )
-        print(f"  cold {i + 1}/{len(adapters)}: {rows[-1]}", flush=True)
-    return {"total_s": round(time.monotonic() - started, 2), "adapters": rows}
-
-
-def warm(contract: Contract, base: Path, adapters: list[Path], logs: Path) -> dict[str, Any]:
-    rows = []
-    started = time.monotonic()
-    with WarmPool(contract, log_dir=logs / "warm") as pool:
-        for i, adapter in enumerate(adapters):
+    with _service(work / mode, runs, registry, pools=mode == "warm") as svc, svc.client("submit") as c:
+        for i, run in enumerate(candidates):
             t0 = time.monotonic()
-            server = pool.server(base)  # boot on first use, canary before each candidate
-            acquire = time.monotonic() - t0
-            row = _probe(server, contract, adapter, f"warm-{i}")
-            after = pool.check(base)
-            rows.append(
-                {
-                    "adapter": adapter.name,
-                    "acquire_s": round(acquire, 2),
-                    **row,
-                    "canary_after_ok": after.ok,
-                    "canary_after_s": round(after.seconds, 3),
-                    "total_s": round(time.monotonic() - t0, 2),
-                }
+            r = c.post(
+                "/api/releases", json={"name": f"bench-{mode}", "version": f"1.0.{i}", "run": str(run)}
             )
-            print(f"  warm {i + 1}/{len(adapters)}: {rows[-1]}", flush=True)
-        events = list(pool.events)
-    return {"total_s": round(time.monotonic() - started, 2), "adapters": rows, "events": events}
+            r.raise_for_status()
+            done = _wait(c, r.json()["id"], timeout=3600)
+            rows.append(
+                {"candidate": run.name, "status": done["status"], "seconds": round(time.monotonic() - t0, 1)}
+            )
+            print(f"{mode}: {run.name} {done['status']} in {rows[-1]['seconds']}s", flush=True)
+        boots = len(list((svc.settings.data_dir).rglob("vllm-*.log")))
+    return {"releases": rows, "total_s": round(time.monotonic() - started, 1), "vllm_boots": boots}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=3, help="adapters to gate (default 3)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=6, help="candidates to release per mode (default 6)")
+    parser.add_argument("--modes", default="warm,cold", help="comma-separated: warm, cold")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "warm_pool.json")
     args = parser.parse_args()
-    contract = Contract.from_yaml(default_contract())
-    base = cached_smollm2()
+    from gate.resources import examples_dir
+    from tests.fixtures.training import CHEAPEST_TOOLKIT, train_cached
+
+    trained = train_cached(examples_dir() / "smollm2" / "train.yaml", CHEAPEST_TOOLKIT)
+    results: dict[str, Any] = {"n": args.n}
     with tempfile.TemporaryDirectory(prefix="gate-bench-pool-") as tmp:
         work = Path(tmp)
-        adapters = [write_lora(work / f"adapter-{i}", seed=i) for i in range(args.n)]
-        print(f"warm pool: {args.n} adapters, one server", flush=True)
-        warm_result = warm(contract, base, adapters, work / "logs")
-        print(f"cold: {args.n} adapters, one server each", flush=True)
-        cold_result = cold(contract, base, adapters, work / "logs")
-    ratio = cold_result["total_s"] / warm_result["total_s"]
-    result = {
-        "bench": "warm_pool",
-        "n_adapters": args.n,
-        "device": "cuda" if has_cuda() else "cpu",
-        "cold": cold_result,
-        "warm": warm_result,
-        "ratio_cold_over_warm": round(ratio, 2),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    atomic_write_json(args.out, result)
-    print(
-        f"gating {args.n} adapters: cold {cold_result['total_s']:.1f}s, warm {warm_result['total_s']:.1f}s "
-        f"-> warm pool is {ratio:.1f}x faster\nwrote {args.out}"
-    )
+        runs = work / "runs"
+        runs.mkdir()
+        candidates = [_candidate(trained, runs / f"c{i}", i) for i in range(args.n)]
+        with running_registry(work / "registry") as registry:
+            for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+                results[mode] = run_mode(mode, candidates, runs, registry, work)
+    if "warm" in results and "cold" in results:
+        results["cold_over_warm"] = round(
+            results["cold"]["total_s"] / max(results["warm"]["total_s"], 1e-9), 2
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, results)
+    print(json.dumps({k: v for k, v in results.items() if k != "n"}, indent=2)[:3000])
     return 0
 
 

@@ -8,8 +8,9 @@ attaches one. The order:
    before any probe (:meth:`gate.serving.ServingRuntime.attach`);
 2. a warm pool: the one passed in, or the pool set a long-lived process installed
    (:func:`install_pools`: a service worker, a Ray pool actor) for the contract's pool key;
-   with ``use_announced`` (``--pool`` of the CLIs) a warm server a ``gate serve`` on this
-   host announced is attached to (and verified) instead of booting one;
+   with ``use_announced`` (``gate smoke --pool``, or ``GATE_USE_POOL=1`` for every command)
+   a warm server that a ``gate serve`` on this host announced is attached to (and verified)
+   instead of booting one;
 3. otherwise start one server of the contract's runtime on first use, stopped when
    the source closes.
 
@@ -19,6 +20,7 @@ The server is made lazily, so a release whose check fails boots nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +67,7 @@ class ServerSource:
         self.log_dir = Path(log_dir)
         if url is None and pool is None and _INSTALLED is not None:
             pool = _INSTALLED.for_contract(contract)
+        use_announced = use_announced or os.environ.get("GATE_USE_POOL") == "1"
         if url is None and pool is None and use_announced:
             url = announced_server(contract)
         self.url = url
@@ -85,7 +88,18 @@ class ServerSource:
         if self._failed is not None:
             raise self._failed
         if self.pool is not None:
-            return self.pool.server(self.base_dir)
+            server = self.pool.server(self.base_dir)
+            if self._server is not server:
+                self._server = server
+                self.on_event(
+                    {
+                        "event": "server.lease",
+                        "url": server.url,
+                        "pool": str(self.pool.key),
+                        "pid": self.pool_pid(),
+                    }
+                )
+            return server
         if self._server is None:
             runtime = runtime_for(self.contract)
             try:
@@ -107,12 +121,18 @@ class ServerSource:
                 raise
         return self._server
 
+    def pool_pid(self) -> int | None:
+        """The process id of the pooled server (for reports: one pool, one server process)."""
+        server = self._server
+        return getattr(server, "pid", None)
+
     def __call__(self) -> ServingRuntime:
         return self.get()
 
     def close(self) -> None:
         """Stop a server this source started (an attached or pooled one keeps running)."""
-        self._stack.close()
+        if self.pool is None:
+            self._stack.close()
         self._server = None
 
     def __enter__(self) -> ServerSource:

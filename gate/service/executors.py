@@ -1,17 +1,32 @@
-"""Where a claimed job runs: ``local`` (in the worker process) or ``ray`` (a Ray task).
+"""Where a claimed job runs: ``local`` (in the worker process) or ``ray`` (a Ray pool actor).
 
-Both run the same :func:`gate.service.jobs.execute_job`. With Ray each job is a
-task with resource requests (``GATE_SERVICE_RAY_NUM_GPUS`` GPUs for the smoke and
-eval servers), so a team can spread releases over a cluster; the task writes its
-events and outcome to the same database.
+Both run the same :func:`gate.service.jobs.execute_job`, and both keep warm
+serving pools across jobs (:class:`gate.serving.PoolSet`: one warm server per base
+identity and serving configuration, idle timeout, memory-aware eviction): a
+release leases a slot of the pool for its contract instead of booting vLLM.
+
+* ``local``: the pools live in the worker process.
+* ``ray``: pool actors (one per GPU, each ``num_gpus=1``; one CPU actor where
+  ``GATE_SERVICE_RAY_NUM_GPUS`` is 0) hold the warm servers, and each job goes to
+  the actor whose pool already serves its contract's key (else the least busy
+  actor). An actor runs up to ``serving.max_loras`` jobs at once.
+
+``GATE_SERVICE_POOLS=0`` turns the pools off (a vLLM boot per release: the
+benchmark's baseline). ``GATE_SERVICE_POOL_IDLE_S`` (default 1800) closes a pool idle that long;
+``GATE_SERVICE_POOL_MIN_FREE_MB`` (default 4096) closes the least recently used
+pools before a new one boots while the host has less memory available. With
+``GATE_SERVICE_VLLM_URL`` set every release attaches to that server instead
+(verified against its contract) and no pool is used.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gate.registry import Registry
@@ -19,7 +34,7 @@ from gate.service.db import sync_engine
 from gate.service.jobs import execute_job
 from gate.service.settings import Settings, get_settings
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "PoolActor", "RayExecutor", "make_pools"]
 
 log = logging.getLogger("gate.service")
 
@@ -38,36 +53,105 @@ class Executor(ABC):
     def close(self) -> None:
         """Release the executor's resources."""
 
+    def idle(self) -> None:
+        """Called between jobs: close pools idle for too long."""
+        return None
+
+
+def make_pools(settings: Settings) -> Any:
+    """The warm pools of one worker or pool actor (None when every release attaches to a URL)."""
+    if settings.vllm_url or os.environ.get("GATE_SERVICE_POOLS") == "0":
+        return None
+    from gate.serving import PoolSet
+
+    return PoolSet(
+        log_dir=Path(settings.data_dir) / "pools" / f"{os.uname().nodename}-{os.getpid()}",
+        idle_s=float(os.environ.get("GATE_SERVICE_POOL_IDLE_S", "1800")),
+        min_free_bytes=int(os.environ.get("GATE_SERVICE_POOL_MIN_FREE_MB", "4096")) << 20,
+    )
+
 
 class LocalExecutor(Executor):
-    """Runs the pipeline in the worker process itself (the heartbeat comes from a thread)."""
+    """Runs the pipeline in the worker process itself, on the worker's warm pools."""
 
     def __init__(self, settings: Settings) -> None:
+        from gate.gates import install_pools
+
         self.settings = settings
         self.engine = sync_engine(settings)
+        self.pools = make_pools(settings)
+        install_pools(self.pools)
 
     def run(self, job_id: int, release_id: int, kind: str, beat: Callable[[], None]) -> None:
         """Run the job inline."""
         execute_job(self.settings, self.engine, job_id, release_id, kind)
 
+    def idle(self) -> None:
+        """Close pools idle for too long."""
+        if self.pools is not None:
+            self.pools.tick()
+
     def close(self) -> None:
-        """Dispose of the database engine."""
+        """Stop the warm servers and dispose of the database engine."""
+        from gate.gates import install_pools
+
+        install_pools(None)
+        if self.pools is not None:
+            self.pools.close()
         self.engine.dispose()
 
 
-def _ray_task(env: dict[str, str], job_id: int, release_id: int, kind: str) -> str:
-    """Body of the Ray task: rebuild the settings from ``env`` and run the job."""
-    settings = get_settings(env)
+class PoolActor:
+    """Body of a Ray pool actor: warm pools in the actor process, jobs run against them."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        from gate.gates import install_pools
+
+        self.settings = get_settings(env)
+        self.engine = sync_engine(self.settings)
+        self.pools = make_pools(self.settings)
+        install_pools(self.pools)
+
+    def run(self, job_id: int, release_id: int, kind: str) -> str:
+        """Run one job; return where it ran."""
+        execute_job(self.settings, self.engine, job_id, release_id, kind)
+        return f"{os.uname().nodename}:{os.getpid()}"
+
+    def where(self) -> str:
+        """The actor's host and process id."""
+        return f"{os.uname().nodename}:{os.getpid()}"
+
+    def close(self) -> None:
+        """Stop the warm servers."""
+        if self.pools is not None:
+            self.pools.close()
+        self.engine.dispose()
+
+
+def release_pool_key(settings: Settings, release_id: int) -> str | None:
+    """The pool key (base identity, serving configuration) of a release's contract, for routing."""
+    from gate.contract import Contract
+    from gate.errors import Error
+    from gate.service.db import sync_session
+    from gate.service.models import Release
+    from gate.serving import pool_key
+
     engine = sync_engine(settings)
     try:
-        execute_job(settings, engine, job_id, release_id, kind)
+        with sync_session(engine) as s:
+            release = s.get(Release, release_id)
+            path = release.contract_path if release is not None else None
+        if not path:
+            return None
+        return str(pool_key(Contract.from_yaml(Path(path))))
+    except (Error, OSError):
+        return None  # the job itself reports the unusable contract
     finally:
         engine.dispose()
-    return f"{os.uname().nodename}:{os.getpid()}"
 
 
 class RayExecutor(Executor):
-    """Submits each job as a Ray task (local instance unless ``GATE_SERVICE_RAY_ADDRESS`` is set)."""
+    """Sends each job to a Ray pool actor (local instance unless ``GATE_SERVICE_RAY_ADDRESS`` is set)."""
 
     def __init__(self, settings: Settings) -> None:
         try:
@@ -90,29 +174,68 @@ class RayExecutor(Executor):
                 # A half-started local instance would make the next attempt attach to a dead GCS.
                 ray.shutdown()
                 raise
-        self._remote = ray.remote(_ray_task)
+        gpus = int(settings.ray_num_gpus)
+        #: One actor per GPU (num_gpus=1 each), or one CPU actor.
+        self.slots = max(1, gpus)
+        self._options: dict[str, Any] = {"num_cpus": 1, "max_concurrency": 4, "max_restarts": 0}
+        if gpus:
+            self._options["num_gpus"] = 1
+        self._actor_cls = ray.remote(PoolActor)
+        self._actors: list[Any] = []
+        #: pool key -> index of the actor whose pool serves it.
+        self.routes: dict[str, int] = {}
+        self._busy: list[int] = []
+        self._lock = threading.Lock()
+
+    def _actor_for(self, key: str | None) -> int:
+        with self._lock:
+            if key is not None and key in self.routes:
+                return self.routes[key]
+            if len(self._actors) < self.slots:
+                self._actors.append(self._actor_cls.options(**self._options).remote(self.settings.to_env()))
+                self._busy.append(0)
+                index = len(self._actors) - 1
+            else:
+                index = min(range(len(self._actors)), key=lambda i: self._busy[i])
+            if key is not None:
+                self.routes[key] = index
+            return index
 
     def run(self, job_id: int, release_id: int, kind: str, beat: Callable[[], None]) -> None:
-        """Submit the job as a Ray task and wait for it, heartbeating while it runs."""
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
-        if self.settings.ray_num_gpus:
-            options["num_gpus"] = self.settings.ray_num_gpus
-        ref = self._remote.options(**options).remote(self.settings.to_env(), job_id, release_id, kind)
+        """Send the job to the actor whose pool matches its base and wait, heartbeating while it runs."""
+        index = self._actor_for(release_pool_key(self.settings, release_id))
+        actor = self._actors[index]
+        with self._lock:
+            self._busy[index] += 1
+        ref = actor.run.remote(job_id, release_id, kind)
         try:
             while True:
                 ready, _ = self._ray.wait([ref], timeout=self.settings.heartbeat_s)
                 beat()
                 if ready:
                     where = self._ray.get(ref)
-                    log.info("job %s ran as a Ray task on %s", job_id, where)
+                    log.info("job %s ran in Ray pool actor %d on %s", job_id, index, where)
                     return
         except BaseException:
-            # The worker is stopping: the task must not go on publishing behind the queue's back.
-            self._ray.cancel(ref, force=True)
+            # The worker is stopping: the job must not go on publishing behind the queue's back, and an
+            # actor task cannot be force-cancelled, so the actor goes (its warm servers with it).
+            self._ray.kill(actor)
+            with self._lock:
+                self.routes = {k: v for k, v in self.routes.items() if v != index}
+                self._actors[index] = self._actor_cls.options(**self._options).remote(self.settings.to_env())
             raise
+        finally:
+            with self._lock:
+                self._busy[index] -= 1
 
     def close(self) -> None:
-        """Disconnect from Ray."""
+        """Stop the pool actors (and their warm servers) and disconnect from Ray."""
+        for actor in self._actors:
+            try:
+                self._ray.get(actor.close.remote(), timeout=60)
+            except Exception:
+                log.exception("a Ray pool actor did not close cleanly")
+            self._ray.kill(actor)
         self._ray.shutdown()
 
 

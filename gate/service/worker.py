@@ -88,6 +88,7 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
                 last_recover = time.monotonic()
             job = claim(engine, me)
             if job is None:
+                executor.idle()
                 stop.wait(settings.poll_s)
                 continue
             log.info(

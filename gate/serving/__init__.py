@@ -37,6 +37,7 @@ from gate.serving._pool import (
     pool_key,
     scan_adapter_weights,
 )
+from gate.serving._pools import PoolSet, announced_server, available_memory
 from gate.serving._reference import REFERENCE_SCRIPT, ReferenceProcess, check_reference_result
 from gate.serving._runtime import RUNTIMES, PromptLogprobs, ServerFacts, ServingRuntime, runtime_for
 from gate.serving._server import (
@@ -63,6 +64,7 @@ __all__ = [
     "LoadResult",
     "ModelCard",
     "PoolKey",
+    "PoolSet",
     "PromptLogprobs",
     "ReferenceProcess",
     "ServerFacts",
@@ -72,6 +74,8 @@ __all__ = [
     "VLLMClient",
     "VLLMServer",
     "WarmPool",
+    "announced_server",
+    "available_memory",
     "candidate_name",
     "check_reference_result",
     "free_port",
