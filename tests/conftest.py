@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.service",
     "tests.fixtures.pilot",
+    "tests.fixtures.arch",
 ]
 
 
