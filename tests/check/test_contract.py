@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -176,3 +177,40 @@ def test_resolve_refuses_paths_through_symlinks(default_contract_path: Path, tmp
 def test_contract_models_are_frozen(contract: Contract):
     with pytest.raises(Exception, match="frozen"):
         contract.serving.max_lora_rank = 32  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("rel", "error"),
+    [
+        ("../../../etc", "leads outside"),
+        ("/etc", "is an absolute path"),
+        ("~/tasks", "is an absolute path"),
+        ("", "non-empty relative path"),
+    ],
+)
+def test_referenced_paths_stay_inside_the_contracts_directory(tmp_path: Path, rel: str, error: str) -> None:
+    from gate.resources import contracts_dir, default_contract
+
+    shutil.copy(contracts_dir() / "smollm2-chat.jinja", tmp_path / "smollm2-chat.jinja")
+    (tmp_path / "c.yaml").write_text(default_contract().read_text())
+    contract = Contract.from_yaml(tmp_path / "c.yaml")
+    with pytest.raises(InputError, match=error):
+        contract.resolve(rel)
+
+
+def test_a_referenced_directory_behind_a_symlink_is_refused(tmp_path: Path) -> None:
+    from gate.resources import contracts_dir, default_contract
+
+    shutil.copy(contracts_dir() / "smollm2-chat.jinja", tmp_path / "smollm2-chat.jinja")
+    (tmp_path / "c.yaml").write_text(default_contract().read_text())
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "tasks")
+    with pytest.raises(InputError, match="goes through the symlink"):
+        Contract.from_yaml(tmp_path / "c.yaml").resolve("tasks/x.yaml")
+
+
+def test_the_shipped_contract_may_reach_the_shipped_examples() -> None:
+    from gate.resources import default_contract, examples_dir
+
+    contract = Contract.from_yaml(default_contract())
+    assert contract.resolve("../examples/smollm2/eval") == examples_dir() / "smollm2" / "eval"

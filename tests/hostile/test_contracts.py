@@ -72,6 +72,12 @@ def fifo(d: Path) -> Path:
     return d / "contract.yaml"
 
 
+def escape_named_fifo(d: Path) -> Path:
+    path = d / "c\x1b]0;owned\x07\x1b[2J.yaml"
+    os.mkfifo(path)
+    return path
+
+
 def directory(d: Path) -> Path:
     (d / "contract.yaml").mkdir()
     return d / "contract.yaml"
@@ -165,6 +171,7 @@ CASES: dict[str, Case] = {
     "oversize-sparse": Case(sparse_contract, "more than the 262144-byte limit"),
     "contract-fifo": Case(fifo, "not a regular file (a FIFO)"),
     "contract-directory": Case(directory, "not a regular file (a directory)"),
+    "contract-named-with-escapes": Case(escape_named_fifo, "c\\x1b]0;owned\\x07\\x1b[2J.yaml"),
     "contract-symlink": Case(symlinked, "is a symlink; gate does not follow symlinks"),
     "python-object-tag": Case(
         text(lambda s: s + "x: !!python/object/apply:os.system ['touch pwned']\n"), "not valid YAML"
@@ -234,6 +241,7 @@ def test_hostile_contract_is_one_clear_error(name: str, clean_adapter_dir: Path,
     outcome.assert_clean(expect_exit=2)
 
     assert case.error in outcome.stderr, outcome.stderr[-1500:]
+    assert "\x1b" not in outcome.stderr and "\x07" not in outcome.stderr
     assert not (sandbox / "pwned").exists()
 
 
