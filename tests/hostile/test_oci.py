@@ -505,3 +505,27 @@ def test_the_faithful_registry_serves_a_pull_that_verifies(
     outcome = run_gate(_pull(hostile.ref("ok"), release), sandbox=box, env=TIMEOUT_ENV, seconds=30)
     assert outcome.returncode == 0, outcome.stderr[-1500:]
     assert (box / "out" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+# `gate verify bundle` reads the same way: a sample of the layout cases through it (it keeps nothing).
+VERIFY_SAMPLE = (
+    "index-is-a-fifo",
+    "manifest-huge-integer",
+    "layer-title-dotdot",
+    "duplicate-layer-titles",
+    "signature-left-behind",
+    "weights-blob-altered",
+)
+
+
+@pytest.mark.parametrize("case", VERIFY_SAMPLE)
+def test_hostile_layout_is_refused_by_verify_bundle_too(case: str, release: Release, tmp_path: Path) -> None:
+    damage, exit_code, expected = LAYOUT_CASES[case]
+    box = tmp_path / "box"
+    root = box / "layout"
+    shutil.copytree(release.layout, root, symlinks=True)
+    damage(root, release)
+    args = ["verify", "bundle", "oci-layout://layout:v1", "--key", str(release.public_key)]
+    outcome = run_gate([*args, "--contract-digest", CONTRACT_SHA], sandbox=box, env=TIMEOUT_ENV)
+    outcome.assert_clean(expect_exit=exit_code)
+    assert re.search(expected, outcome.stderr), outcome.stderr[-1500:]
