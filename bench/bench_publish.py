@@ -41,9 +41,11 @@ def _build_bundle(root: Path, size_mb: int) -> None:
     rng = np.random.default_rng(0)
     root.mkdir(parents=True)
     (root / "gate" / "reports").mkdir(parents=True)
-    with open(root / "adapter_model.safetensors", "wb") as fh:
-        for _ in range(size_mb):
-            fh.write(rng.bytes(1 << 20))
+    # A real safetensors file (publishing reads its header for the ModelPack config): 1 MiB tensors.
+    from safetensors.numpy import save_file
+
+    tensors = {f"t{i}": rng.standard_normal(1 << 18, dtype=np.float32) for i in range(size_mb)}
+    save_file(tensors, str(root / "adapter_model.safetensors"))
     (root / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 16}))
     for name, rel in layout.REPORTS.items():
         (root / rel).write_text(json.dumps({"gate": name, "passed": True}))
