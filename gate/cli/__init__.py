@@ -21,6 +21,7 @@ __all__ = ["main"]
 # Order is the order shown in --help. A module that does not exist is skipped.
 _COMMANDS = (
     "base",
+    "contract",
     "env",
     "check",
     "train",

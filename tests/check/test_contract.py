@@ -110,7 +110,16 @@ def test_contract_exposes_source_path_and_digest(contract: Contract, default_con
         ("chat_template_sha256: 872b", "chat_template_sha256: 972b", "prompt: chat_template_sha256"),
         ("    - task: smollm2_mc", "    - task: smollm2_mc\n      kind: generate", "duplicate key 'kind'"),
         ("      kind: multiple_choice", "      kind: choices", "eval.tasks.1.kind: must be one of generate"),
-        ("  identity: sha256:", "  identity: md5:", "base_model.identity: String should match pattern"),
+        (
+            "  identity: v2:sha256:",
+            "  identity: md5:",
+            "base_model.identity: Value error, not a base identity",
+        ),
+        (
+            "  identity: v2:sha256:",
+            "  identity: sha256:",
+            "base_model.identity: Value error, identity format v1",
+        ),
         ("[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]", "[q_proj, qkv_proj]", "qkv_proj"),
         ("  method: key", "  method: sigstore", "signing: Value error, method sigstore needs"),
     ],

@@ -287,7 +287,10 @@ FAULTS: dict[str, Fault] = {
     ),
     "other-base": Fault(
         "base.identity-mismatch",
-        contract=lambda c: with_section(c, "base_model", identity="sha256:" + "0" * 64),
+        contract=lambda c: with_section(c, "base_model", identity="v2:sha256:" + "0" * 64),
+    ),
+    "contract-wrong-hidden-size": Fault(
+        "base.fact-mismatch", contract=lambda c: with_section(c, "base_model", hidden_size=577)
     ),
 }
 

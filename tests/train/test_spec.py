@@ -119,9 +119,9 @@ def test_unknown_target_module_gets_did_you_mean(tmp_path: Path, base_model_dir:
 
 def test_base_identity_mismatch_is_refused(tmp_path: Path, base_model_dir: Path) -> None:
     path = _write_spec(
-        tmp_path, base_model_dir, base={"path": str(base_model_dir), "identity": "sha256:" + "0" * 64}
+        tmp_path, base_model_dir, base={"path": str(base_model_dir), "identity": "v2:sha256:" + "0" * 64}
     )
-    with pytest.raises(InputError, match=r"base\.identity: the base at .* is sha256:"):
+    with pytest.raises(InputError, match=r"base\.identity: the base at .* is v2:sha256:"):
         TrainSpec.from_yaml(path).resolve()
 
 
