@@ -16,7 +16,7 @@ from typing import Any
 
 from gate.errors import InputError
 from gate.identity import base_shards, read_base_json, read_chat_template
-from gate.runtimes import embedding_lora_modules
+from gate.rules._vllm import EMBEDDING_MODULES, served_embeddings_for
 from gate.safetensors_io import open_nofollow, read_header
 
 __all__ = ["BaseFacts", "ModuleFact", "read_base_facts"]
@@ -72,8 +72,8 @@ class BaseFacts:
 
     def lora_modules(self, vllm_version: str) -> dict[str, list[ModuleFact]]:
         """The modules a contract for ``vllm_version`` lists: layer linears, and the embeddings it serves."""
-        served = set(embedding_lora_modules(self.architecture, vllm_version))
-        return {m: p for m, p in self.modules.items() if m not in ("embed_tokens", "lm_head") or m in served}
+        served = served_embeddings_for(self.architecture, vllm_version)
+        return {m: p for m, p in self.modules.items() if m not in EMBEDDING_MODULES or m in served}
 
 
 def _text_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ __all__ = [
     "admitted_versions",
     "oldest_before",
     "served_embedding_modules",
+    "served_embeddings_for",
     "versions_text",
 ]
 
@@ -61,13 +62,18 @@ def oldest_before(contract: Contract, feature: str) -> Version | None:
 
 def served_embedding_modules(contract: Contract) -> frozenset[str]:
     """Embedding modules every admitted vLLM version serves as LoRA for the contract's architecture."""
-    versions = admitted_versions(contract)
+    return served_embeddings_for(contract.base_model.architecture, contract.serving.vllm_version)
+
+
+def served_embeddings_for(architecture: str, vllm_version: str) -> frozenset[str]:
+    """:func:`served_embedding_modules` before a contract exists (``gate contract init``)."""
+    spec = SpecifierSet(vllm_version)
+    versions = [v for v in _PROBES if spec.contains(v, prereleases=False)]
     if not versions:
         return frozenset()
-    arch = contract.base_model.architecture
     served = frozenset(EMBEDDING_MODULES)
     for version in versions:
-        here = [mods for a, spec, mods in EMBEDDING_LORA if a == arch and spec.contains(version)]
+        here = [mods for a, s, mods in EMBEDDING_LORA if a == architecture and s.contains(version)]
         served &= here[0] if here else frozenset()
     return served
 
