@@ -9,7 +9,6 @@ from typing import Any
 
 from gate.errors import GateFailure, ServerError
 from gate.oci._common import (
-    _CHUNK,
     _MAX_ENTRIES,
     _MAX_MANIFEST_BYTES,
     _MONOLITHIC_MAX,
@@ -104,7 +103,7 @@ class RegistryStore(Store):
             if r.status_code == 404:
                 raise GateFailure(f"registry {self.host} has no blob {digest} (partial artifact)")
             self.http.check(r, f"fetching blob {digest}")
-            yield r.iter_bytes(_CHUNK)
+            yield r.iter_bytes()
 
     def put_manifest(self, raw: bytes, media_type: str, reference: str) -> dict[str, str]:
         r = self._send(

@@ -9,6 +9,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from gate.oci import parse_ref, publish
 from gate.resources import default_contract
 from gate.signing import SigningConfig, TrustPolicy, sign_bundle
 from gate.verify import verify_bundle
+from tests.fixtures.registry import HostileRegistry
 from tests.release.conftest import BundleFactory, KeyPair
 
 CONTRACT_SHA = Contract.from_yaml(default_contract()).sha256
@@ -108,3 +113,47 @@ def test_killed_pull_staging_is_swept_and_a_live_one_is_left_alone(
         verify_bundle(ref, _policy(release_keys), expected_contract_sha256=CONTRACT_SHA, out=dest / "adapter")
         assert sorted(os.listdir(dest)) == [".gate-pull-live", "adapter"]
     assert (dest / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_pull_killed_mid_layer_leaves_staging_that_the_next_pull_sweeps(
+    make_bundle: BundleFactory,
+    release_keys: dict[str, KeyPair],
+    hostile_registry_factory: Callable[[Path], HostileRegistry],
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    publish(make_bundle(), parse_ref(f"oci-layout://{store}:v1"))
+    registry = hostile_registry_factory(store)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    args = ["--out", str(dest / "adapter"), "--key", str(release_keys["release"].public)]
+    args += ["--contract-digest", CONTRACT_SHA]
+    env = {**os.environ, "GATE_REGISTRY_TIMEOUT": "60"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gate", "pull", registry.ref("stall-layer"), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Wait until the weights are half written inside the staging directory, then kill -9.
+        deadline = time.monotonic() + 30
+        partial: list[Path] = []
+        while not partial and time.monotonic() < deadline:
+            partial = [
+                p for p in dest.glob(".gate-pull-*/bundle/adapter_model.safetensors") if p.stat().st_size
+            ]
+            time.sleep(0.05)
+        assert partial, "the pull never started writing the weights"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (dest / "adapter").exists()  # nothing unverified reached --out
+    assert [p.name for p in dest.iterdir() if p.name.startswith(".gate-pull-")]
+    verify_bundle(
+        f"oci-layout://{store}:v1",
+        _policy(release_keys),
+        expected_contract_sha256=CONTRACT_SHA,
+        out=dest / "adapter",
+    )
+    assert sorted(os.listdir(dest)) == ["adapter"]
