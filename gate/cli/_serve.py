@@ -47,11 +47,16 @@ def _distribution() -> str:
 
 def _require_service_extra() -> None:
     """One line naming what to install when the service extra is missing (not an ImportError traceback)."""
-    import importlib.util
+    import importlib
 
     from gate.errors import InputError
 
-    missing = [m for m in _SERVICE_MODULES if importlib.util.find_spec(m) is None]
+    missing = []
+    for name in _SERVICE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise InputError(
             f"gate serve needs the service extra (missing: {', '.join(missing)}): "
