@@ -107,9 +107,9 @@ def require_current_format(value: str, *, where: str = "base_model.identity") ->
     if _V1.match(value):
         raise ValueError(
             f"identity format v1 ({value[:15]}..., a digest of config and tokenizer file bytes) is no longer "
-            f"read; format v2 digests the base's content and weights. Run `gate contract verify CONTRACT "
-            f"--base DIR` to print the base's v2 identity for {where}, or `gate contract init --base DIR` "
-            "to write the contract anew"
+            f"read; format v2 digests the base's content and weights. Run `gate base add DIR` to print the "
+            f"base's v2 identity for {where}, then `gate contract verify CONTRACT --base DIR`; or write the "
+            "contract anew with `gate contract init --base DIR`"
         )
     if not re.match(IDENTITY_PATTERN, value):
         raise ValueError(f"not a base identity: {value!r} (expected v2:sha256:<64 hex digits>)")

@@ -181,7 +181,8 @@ def draft_contract(
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # contract loaders refuse YAML aliases
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

@@ -63,4 +63,4 @@ def test_a_contract_with_a_v1_identity_gets_the_migration_message(llama_contract
         Contract.from_yaml(old)
     assert "base_model.identity" in err.value.message
     assert "identity format v1" in err.value.message
-    assert "gate contract verify" in err.value.message and "gate contract init" in err.value.message
+    assert "gate base add" in err.value.message and "gate contract init" in err.value.message
