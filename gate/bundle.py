@@ -8,11 +8,12 @@ records live under ``gate/``::
       adapter_config.json, adapter_model.safetensors, ...   the adapter as trained
       gate/run.json                 the training run record
       gate/contract.yaml            the contract the gates ran under (byte copy)
+      gate/contract/<field>/...     every file the contract references (eval tasks + data, templates)
       gate/chat_template.jinja      the chat template the contract pins (what vLLM serves)
       gate/reports/check.json       gate check report
       gate/reports/smoke.json       gate smoke report
       gate/reports/eval.json        gate eval report (+ eval.md, human-readable)
-      gate/verdict.json             which gates ran, their results, tool versions, timestamps
+      gate/verdict.json             which gates ran, their results, tool versions, timestamps, approval
       gate/signature.sigstore.json  the signature (the only file NOT covered by it)
 
 Every file except the signature is signed and becomes one OCI layer. Readers
@@ -31,18 +32,20 @@ import json
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gate.digests import file_sha256
+from gate.digests import file_sha256, listing_digest, sha256_bytes
 from gate.errors import InputError
 
 __all__ = [
     "CHAT_TEMPLATE",
     "CONTRACT",
+    "CONTRACT_FILES",
     "GATE_DIR",
     "MAX_FILES",
     "MAX_FILE_BYTES",
@@ -51,7 +54,9 @@ __all__ = [
     "REQUIRED_GATES",
     "RUN_RECORD",
     "SIGNATURE",
+    "V1_GATES",
     "VERDICT",
+    "ApprovalRecord",
     "BundleFile",
     "ContractRef",
     "GateResult",
@@ -62,11 +67,15 @@ __all__ = [
     "list_files",
     "read_json",
     "read_verdict",
+    "staged_digest",
+    "staged_files",
 ]
 
 GATE_DIR = "gate"
 RUN_RECORD = "gate/run.json"
 CONTRACT = "gate/contract.yaml"
+#: Where the files the contract references travel, by their names in the contract's digest.
+CONTRACT_FILES = "gate/contract"
 CHAT_TEMPLATE = "gate/chat_template.jinja"
 VERDICT = "gate/verdict.json"
 SIGNATURE = "gate/signature.sigstore.json"
@@ -77,8 +86,11 @@ REPORTS: dict[str, str] = {
     "eval": "gate/reports/eval.json",
 }
 EVAL_MARKDOWN = "gate/reports/eval.md"
-#: The gates that must all have passed for a bundle to be released, in order.
+#: The gates that must all have passed for a bundle to be released now, in order.
 REQUIRED_GATES: tuple[str, ...] = ("check", "smoke", "eval")
+#: The gates every verdict of format 1.0 requires at least. A verdict is judged by its own
+#: ``required_gates``; a gate added to REQUIRED_GATES later leaves earlier releases valid.
+V1_GATES: tuple[str, ...] = ("check", "smoke", "eval")
 
 #: Bounds on what a bundle may hold (adapters are MBs to a few GBs; reports are small).
 MAX_FILES = 256
@@ -218,6 +230,18 @@ class ContractRef(_Frozen):
     path: str = CONTRACT
 
 
+class ApprovalRecord(_Frozen):
+    """Who approved a release, when, through which credential, and exactly what they approved."""
+
+    by: str = Field(min_length=1, description="the approver: 'token:NAME', 'oidc:SUBJECT' or a CLI name")
+    via: Literal["token", "oidc", "cli"]
+    subject: str = Field(min_length=1, description="the API token's name, the OIDC subject, or the CLI name")
+    issuer: str | None = Field(default=None, description="OIDC issuer, when approved with an OIDC token")
+    at: str
+    adapter_digest: str
+    staged_digest: str = Field(description="digest of the staged, gated bundle the approver saw")
+
+
 class Verdict(_Frozen):
     """The release decision written into every bundle (``gate/verdict.json``)."""
 
@@ -232,6 +256,12 @@ class Verdict(_Frozen):
     base_model: dict[str, Any] = Field(default_factory=dict)
     run: dict[str, Any] = Field(default_factory=dict)
     tools: dict[str, str] = Field(default_factory=dict)
+    #: What gate corrected while assembling the bundle (e.g. a local base path normalised).
+    fixes: tuple[str, ...] = ()
+    approval_required: bool = False
+    #: Digest of the gated bundle as staged (see :func:`staged_digest`); what an approval names.
+    staged_digest: str | None = None
+    approval: ApprovalRecord | None = None
     created_at: str
 
     def gate(self, name: str) -> GateResult | None:
@@ -243,9 +273,7 @@ class Verdict(_Frozen):
         found: list[str] = []
         if not self.passed:
             found.append(f"verdict is 'failed' (stopped at {self.stopped_at}: {self.reason})")
-        if not self.required_gates:
-            found.append("verdict lists no required gates")
-        for name in REQUIRED_GATES:
+        for name in V1_GATES:
             if name not in self.required_gates:
                 found.append(f"verdict does not require gate '{name}'")
         for name in self.required_gates:
@@ -254,7 +282,38 @@ class Verdict(_Frozen):
                 found.append(f"gate '{name}' did not run")
             elif result.status != "passed":
                 found.append(f"gate '{name}' {result.status}: {result.summary}")
+        if self.approval_required and self.approval is None:
+            found.append("the contract requires a person's approval and the verdict records none")
+        if self.approval is not None:
+            if self.approval.adapter_digest != self.adapter_digest:
+                found.append(
+                    f"the approval names adapter {self.approval.adapter_digest}, not {self.adapter_digest}"
+                )
+            if self.approval.staged_digest != self.staged_digest:
+                found.append(
+                    f"the approval names staged bundle {self.approval.staged_digest}, "
+                    f"not the verdict's {self.staged_digest}"
+                )
         return found
+
+
+#: Verdict fields an approval changes; every other field is part of what was approved.
+_DECISION_FIELDS = {"passed", "stopped_at", "reason", "approval", "staged_digest"}
+
+
+def staged_files(root: Path) -> dict[str, str]:
+    """Path -> sha256 of every file of a staged bundle that the gates produced or judged.
+
+    The verdict and signature are left out: approving rewrites the one and adds the other.
+    """
+    return {f.path: f.sha256 for f in list_files(root) if f.path != VERDICT}
+
+
+def staged_digest(files: Mapping[str, str], verdict: Verdict) -> str:
+    """``sha256:<hex>`` over a staged bundle's files and the verdict's findings (not its decision)."""
+    core = verdict.model_dump(mode="json", exclude=_DECISION_FIELDS)
+    core_sha = sha256_bytes(json.dumps(core, sort_keys=True, separators=(",", ":")).encode())
+    return "sha256:" + listing_digest("gate.staged/v1", {**files, f"{VERDICT}#findings": core_sha})
 
 
 def read_verdict(root: Path) -> Verdict:

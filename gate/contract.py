@@ -41,6 +41,8 @@ from pydantic import (
     model_validator,
 )
 
+from gate.contract_files import ContractDir, ContractFile, contract_digest, referenced_files
+from gate.digests import file_sha256
 from gate.errors import InputError
 from gate.identity import require_current_format
 from gate.validation import LimitError, contained_path, format_validation_errors, loads_yaml, read_bounded
@@ -246,7 +248,9 @@ class PromptSpec(_Model):
     """The prompt contract: the template the server applies and how turns end."""
 
     chat_template: str = Field(default="", description="the template text; or give chat_template_file")
-    chat_template_file: str | None = Field(default=None, description="path relative to the contract file")
+    chat_template_file: ContractFile | None = Field(
+        default=None, description="path relative to the contract file"
+    )
     chat_template_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     eos_token_ids: list[int] = Field(min_length=1)
     end_of_turn: str = Field(description="the token the template closes each turn with, e.g. <|im_end|>")
@@ -334,7 +338,9 @@ class EvalPlanning(_Model):
 class EvalSpec(_Model):
     """Evaluation tasks and thresholds (used by ``gate eval``)."""
 
-    tasks_dir: str = Field(description="directory of lm-eval task YAML, relative to the contract file")
+    tasks_dir: ContractDir = Field(
+        description="directory of lm-eval task YAML, relative to the contract file"
+    )
     tasks: list[EvalTask] = Field(min_length=1)
     confidence: float = Field(default=0.95, gt=0, lt=1)
     planning: EvalPlanning = Field(default_factory=EvalPlanning)
@@ -391,7 +397,8 @@ class Contract(_Model):
     approval: Approval = Field(default_factory=Approval)
 
     _source_path: Path = PrivateAttr(default=Path("."))
-    _sha256: str = PrivateAttr(default="")
+    _yaml_sha256: str = PrivateAttr(default="")
+    _content_sha256: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Contract:
@@ -416,9 +423,26 @@ class Contract(_Model):
         return self._source_path
 
     @property
+    def yaml_sha256(self) -> str:
+        """Hex sha256 of the contract file's own bytes."""
+        return self._yaml_sha256
+
+    @property
     def sha256(self) -> str:
-        """Hex sha256 of the contract file's bytes."""
-        return self._sha256
+        """The contract's digest: its YAML and every file it references (eval tasks and data, templates).
+
+        Computed on first use (``gate check`` of a contract needs none of the eval files)
+        and kept: the release copies the same files into the bundle and re-checks the
+        digest after the gates ran. Raises InputError when a referenced file is missing.
+        """
+        if self._content_sha256 is None:
+            files = {name: file_sha256(path) for name, path in self.referenced_files().items()}
+            self._content_sha256 = contract_digest(self._yaml_sha256, files)
+        return self._content_sha256
+
+    def referenced_files(self) -> dict[str, Path]:
+        """Bundle name -> path of every file the contract references (:mod:`gate.contract_files`)."""
+        return referenced_files(self)
 
     @property
     def effective_rank_max(self) -> int:
@@ -462,7 +486,7 @@ class Contract(_Model):
                 format_validation_errors(path, e, Contract), hint=f"the schema is {_schema_hint()}"
             ) from None
         contract._source_path = path
-        contract._sha256 = hashlib.sha256(data).hexdigest()
+        contract._yaml_sha256 = hashlib.sha256(data).hexdigest()
         return contract
 
 

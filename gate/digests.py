@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["file_sha256", "files_digest", "sha256_bytes"]
+__all__ = ["file_sha256", "files_digest", "listing_digest", "sha256_bytes"]
 
 _CHUNK = 1 << 20
 
@@ -36,3 +36,15 @@ def files_digest(root: Path, names: Iterable[str]) -> str:
         if p.is_file() and not p.is_symlink():
             h.update(f"{name}\0{file_sha256(p)}\n".encode())
     return "sha256:" + h.hexdigest()
+
+
+def listing_digest(domain: str, entries: Mapping[str, str]) -> str:
+    """Hex sha256 over ``name -> hex digest`` entries in sorted order, under a ``domain`` label.
+
+    The label keeps digests of different things (a contract and its files, a
+    staged bundle) from ever being equal by construction.
+    """
+    h = hashlib.sha256(f"{domain}\n".encode())
+    for name in sorted(entries):
+        h.update(f"{name}\0{entries[name]}\n".encode())
+    return h.hexdigest()
