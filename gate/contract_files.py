@@ -100,7 +100,9 @@ def references(model: BaseModel, prefix: str = "") -> Iterator[Reference]:
         value = getattr(model, name)
         path = f"{prefix}{name}"
         marker = _marker(info.annotation, list(info.metadata))
-        items = list(enumerate(value)) if isinstance(value, list | tuple) else [(None, value)]
+        items: list[tuple[int | None, Any]] = (
+            list(enumerate(value)) if isinstance(value, list | tuple) else [(None, value)]
+        )
         for index, item in items:
             where = path if index is None else f"{path}.{index}"
             if isinstance(item, BaseModel):

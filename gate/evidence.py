@@ -215,9 +215,7 @@ def normalise_adapter(adapter: Path, base_name: str, scrubber: PathScrubber) -> 
         if path.is_file() and not path.is_symlink():
             before = file_sha256(path)
             if scrubber.file(path):
-                fixes.append(
-                    f"{path.name}: local paths replaced (sha256 {before} -> {file_sha256(path)})"
-                )
+                fixes.append(f"{path.name}: local paths replaced (sha256 {before} -> {file_sha256(path)})")
     return fixes
 
 
@@ -259,11 +257,21 @@ def release_tools(record: Any, reports: Mapping[str, Mapping[str, Any]]) -> dict
             tools["torch (serving)"] = str(versions["torch"])
     elif isinstance(server, dict) and isinstance(server.get("version"), str):
         tools["vllm"] = server["version"]
+    elif isinstance(server, dict) and isinstance(server.get("url"), str):
+        tools["vllm"] = _served_version(server["url"])
     elif "smoke" in reports:
         tools["vllm"] = "unknown"
     if "eval" in reports:
         tools["lm-eval"] = _lm_eval_version(reports["eval"])
     return tools
+
+
+def _served_version(url: str) -> str:
+    # An attached server: gate did not install it, so only the server itself can say.
+    from gate.serving import VLLMClient
+
+    with VLLMClient(url, timeout=10.0) as client:
+        return client.version() or "unknown"
 
 
 def _lm_eval_version(report: Mapping[str, Any]) -> str:

@@ -42,6 +42,7 @@ from gate import __version__
 from gate.bundle import (
     CHAT_TEMPLATE,
     CONTRACT,
+    CONTRACT_FILES,
     REPORTS,
     REQUIRED_GATES,
     RUN_RECORD,
@@ -53,10 +54,21 @@ from gate.bundle import (
     list_files,
     read_json,
     read_verdict,
+    staged_digest,
+    staged_files,
 )
 from gate.console import atomic_write_json, atomic_write_text
-from gate.digests import files_digest
+from gate.digests import file_sha256, files_digest
 from gate.errors import Error, GateFailure, InputError
+from gate.evidence import (
+    PathScrubber,
+    bundled_contract_digest,
+    load_run_record,
+    match_adapter_files,
+    normalise_adapter,
+    release_tools,
+    released_run_record,
+)
 from gate.gates import GateContext, GatesOutcome, ServerSource, gates_named, run_gates
 from gate.signing import SigningConfig, TrustPolicy, sign_bundle, tool_versions, verify_signature
 
@@ -86,8 +98,6 @@ class ReleaseRequest:
     work_dir: Path | None = None
     #: A verified earlier release to judge eval regressions against (instead of the base).
     baseline: Baseline | None = None
-    #: The contract may require a person's approval before signing; the caller says it was given.
-    approved: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,14 +256,14 @@ def run_release(request: ReleaseRequest, *, on_event: EventSink | None = None) -
 
     emit = _Emitter(on_event)
     contract = Contract.from_yaml(request.contract_path)
+    contract_sha = contract.sha256  # reads every referenced file: a missing one stops here
     ref = parse_ref(request.target)
     if ref.digest or not ref.tag:
         raise InputError(f"--to must name a tag: {request.target}", hint="e.g. oci://HOST/REPO:v1")
     request.signing.validate()
     run_json = request.run_dir / "run.json"
-    if not run_json.is_file() or run_json.is_symlink():
-        raise InputError(f"{request.run_dir} has no run.json", hint="pass a run directory made by gate train")
-    run_record = read_json(run_json)
+    run_record = load_run_record(run_json)
+    raw_record = read_json(run_json)
     adapter_src = request.run_dir / "adapter"
     sources = _adapter_files(adapter_src)
     out_dir = request.out_dir.resolve()
@@ -277,8 +287,24 @@ def run_release(request: ReleaseRequest, *, on_event: EventSink | None = None) -
             for src in sources:
                 shutil.copyfile(src, adapter_copy / src.name, follow_symlinks=False)
             names = [p.name for p in sources]
+            match_adapter_files(run_record, {n: file_sha256(adapter_copy / n) for n in names})
+            bundle = staging / "bundle"
+            scrubber = PathScrubber.for_release(
+                {
+                    bundle: "<bundle>",
+                    adapter_copy: "<bundle>",
+                    staging: "<staging>",
+                    out_dir: "<bundle>",
+                    work: "<work>",
+                    request.run_dir: "<run>",
+                    request.contract_path.parent: "<contract>",
+                    request.base_dir: f"<base:{contract.base_model.name}>",
+                    Path.cwd(): "<cwd>",
+                }
+            )
+            fixes = normalise_adapter(adapter_copy, contract.base_model.name, scrubber)
             adapter_digest = files_digest(adapter_copy, names)
-            if _resumable(out_dir, request.signing, adapter_digest, contract.sha256):
+            if _resumable(out_dir, request.signing, adapter_digest, contract_sha):
                 emit(
                     {
                         "event": "release.resume",
@@ -287,19 +313,31 @@ def run_release(request: ReleaseRequest, *, on_event: EventSink | None = None) -
                     }
                 )
                 verdict = read_verdict(out_dir)
-                return _publish(request, verdict, out_dir, ref, emit, publish, resumed=True)
-            bundle = staging / "bundle"
+                return _publish(verdict, out_dir, ref, emit, publish, resumed=True)
             (bundle / "gate" / "reports").mkdir(parents=True)
+            _stage_contract(contract, request.contract_path, bundle)
             verdict = _run_gates(
-                request, contract, run_record, adapter_copy, adapter_digest, bundle, work, emit
+                request, contract, raw_record, adapter_copy, adapter_digest, bundle, work, emit
             )
             for src in sources:
                 shutil.copyfile(adapter_copy / src.name, bundle / src.name, follow_symlinks=False)
             if files_digest(bundle, names) != adapter_digest:
                 raise GateFailure("adapter files changed while the gates ran; refusing to release them")
+            verdict = _seal(
+                verdict, contract, contract_sha, run_record, raw_record, fixes, bundle, names, scrubber
+            )
+            atomic_write_json(bundle / VERDICT, verdict.model_dump(mode="json"))
             if not verdict.passed:
-                atomic_write_json(bundle / VERDICT, verdict.model_dump(mode="json"))
                 _replace_dir(bundle, out_dir)
+                if verdict.stopped_at == "approval":
+                    emit(
+                        {
+                            "event": "release.awaiting_approval",
+                            "bundle": str(out_dir),
+                            "staged_digest": verdict.staged_digest,
+                            "adapter_digest": verdict.adapter_digest,
+                        }
+                    )
                 emit(
                     {
                         "event": "release.finish",
@@ -309,27 +347,85 @@ def run_release(request: ReleaseRequest, *, on_event: EventSink | None = None) -
                     }
                 )
                 return ReleaseResult(verdict, out_dir, None, False, emit.events)
-            atomic_write_json(bundle / VERDICT, verdict.model_dump(mode="json"))
-            emit({"event": "gate.start", "gate": "sign", "method": request.signing.method})
-            started = time.monotonic()
-            sign_bundle(bundle, request.signing)
+            _sign(bundle, request.signing, emit)
             _replace_dir(bundle, out_dir)
-            emit(
-                {
-                    "event": "gate.finish",
-                    "gate": "sign",
-                    "status": "passed",
-                    "seconds": round(time.monotonic() - started, 3),
-                    "signer": request.signing.describe(),
-                }
-            )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return _publish(request, verdict, out_dir, ref, emit, publish, resumed=False)
+        return _publish(verdict, out_dir, ref, emit, publish, resumed=False)
+
+
+def _stage_contract(contract: Any, contract_path: Path, bundle: Path) -> None:
+    """Copy the contract, every file it references and the served template into the bundle."""
+    shutil.copyfile(contract_path, bundle / CONTRACT, follow_symlinks=False)
+    for name, path in contract.referenced_files().items():
+        target = bundle / CONTRACT_FILES / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target, follow_symlinks=False)
+    atomic_write_text(bundle / CHAT_TEMPLATE, contract.prompt.chat_template)
+
+
+def _seal(
+    verdict: Verdict,
+    contract: Any,
+    contract_sha: str,
+    run_record: Any,
+    raw_record: Any,
+    fixes: list[str],
+    bundle: Path,
+    names: list[str],
+    scrubber: PathScrubber,
+) -> Verdict:
+    """Bind the verdict to the bundle's bytes: scrubbed records, contract digest, tools, approval stop."""
+    from gate.contract_files import contract_digest
+
+    now_files = {n: file_sha256(p) for n, p in contract.referenced_files().items()}
+    if contract_digest(contract.yaml_sha256, now_files) != contract_sha:
+        raise GateFailure("the contract's referenced files changed while the gates ran; refusing to release")
+    if bundled_contract_digest(bundle) != contract_sha:
+        raise GateFailure("the bundled contract files are not those the gates ran under")
+    for path in sorted((bundle / "gate" / "reports").iterdir()):
+        scrubber.file(path)
+    adapter_files = {n: file_sha256(bundle / n) for n in names}
+    atomic_write_json(bundle / RUN_RECORD, released_run_record(raw_record, adapter_files, fixes, scrubber))
+    reports = {
+        name: data
+        for name, rel in REPORTS.items()
+        if (bundle / rel).is_file() and isinstance(data := read_json(bundle / rel), dict)
+    }
+    stopped_at, reason = verdict.stopped_at, verdict.reason
+    if verdict.passed and contract.approval.required:
+        stopped_at = "approval"
+        reason = "every gate passed; the contract requires approval (gate release --approve BUNDLE)"
+    sealed = verdict.model_copy(
+        update={
+            "passed": stopped_at is None,
+            "stopped_at": stopped_at,
+            "reason": reason,
+            "contract": verdict.contract.model_copy(update={"sha256": contract_sha}),
+            "tools": {**verdict.tools, **release_tools(run_record, reports)},
+            "fixes": tuple(fixes),
+            "approval_required": contract.approval.required,
+        }
+    )
+    return sealed.model_copy(update={"staged_digest": staged_digest(staged_files(bundle), sealed)})
+
+
+def _sign(bundle: Path, signing: SigningConfig, emit: EventSink) -> None:
+    emit({"event": "gate.start", "gate": "sign", "method": signing.method})
+    started = time.monotonic()
+    sign_bundle(bundle, signing)
+    emit(
+        {
+            "event": "gate.finish",
+            "gate": "sign",
+            "status": "passed",
+            "seconds": round(time.monotonic() - started, 3),
+            "signer": signing.describe(),
+        }
+    )
 
 
 def _publish(
-    request: ReleaseRequest,
     verdict: Verdict,
     out_dir: Path,
     ref: Any,
@@ -373,9 +469,6 @@ def _run_gates(
 
     base_dir = request.base_dir or cached_smollm2()
     (bundle / "gate").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(request.contract_path, bundle / CONTRACT)
-    atomic_write_text(bundle / CHAT_TEMPLATE, contract.prompt.chat_template)
-    shutil.copyfile(request.run_dir / "run.json", bundle / RUN_RECORD)
     work.mkdir(parents=True, exist_ok=True)
     tools: dict[str, str] = {"gate": __version__, "python": platform.python_version(), **tool_versions()}
     with ServerSource(
@@ -395,8 +488,6 @@ def _run_gates(
     )
     tools.update(outcome.tools)
     stopped = outcome.stopped
-    if stopped is None and contract.approval.required and not request.approved:
-        stopped = ("approval", "the contract requires a person's approval before signing")
     return Verdict(
         passed=stopped is None,
         stopped_at=stopped[0] if stopped else None,

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from gate.bundle import (
-    CONTRACT,
     EVAL_MARKDOWN,
     GATE_DIR,
     REPORTS,
@@ -44,8 +43,9 @@ from gate.bundle import (
     read_json,
     read_verdict,
 )
-from gate.digests import file_sha256, files_digest
+from gate.digests import files_digest
 from gate.errors import GateFailure, InputError
+from gate.evidence import bundle_problems
 from gate.oci import is_oci_ref, parse_ref, pull
 from gate.oci.pull import layer_diff
 from gate.signing import TrustPolicy, verify_signature, verify_signature_bytes
@@ -87,17 +87,9 @@ class VerifyResult:
 
 def _check_verdict(root: Path, expected_contract_sha256: str) -> tuple[Verdict, str]:
     verdict = read_verdict(root)
-    problems = verdict.problems()
-    contract_path = root / CONTRACT
-    if not contract_path.is_file() or contract_path.is_symlink():
-        problems.append(f"bundle holds no contract ({CONTRACT})")
-        actual = ""
-    else:
-        actual = file_sha256(contract_path)
-        if actual != verdict.contract.sha256:
-            problems.append(
-                f"bundled contract sha256 {actual} is not the verdict's {verdict.contract.sha256}"
-            )
+    # The contract digest (YAML + referenced files) and run.json, recomputed from the bundle's bytes.
+    problems = verdict.problems() + bundle_problems(root, verdict)
+    actual = verdict.contract.sha256
     want = expected_contract_sha256.removeprefix("sha256:")
     if verdict.contract.sha256 != want:
         problems.append(

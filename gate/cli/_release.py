@@ -1,6 +1,10 @@
 """``gate release``: contract -> smoke -> eval -> sign -> publish, stopping at the first failed gate.
 
-Exit 0 released, 1 a gate failed (nothing signed or published), 2 bad input.
+``gate release --approve BUNDLE --approver NAME --to REF`` signs and publishes a
+bundle a release left at ``approval`` (every gate passed, the contract requires a
+person's approval), with the approval in its verdict; no gate runs again.
+
+Exit 0 released, 1 a gate failed or the staged bundle changed (nothing signed or published), 2 bad input.
 """
 
 from __future__ import annotations
@@ -22,9 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from gate.signing import SIGN_METHODS
 
     p = sub.add_parser("release", help="run every gate, then sign and publish the bundle (fail-closed)")
-    p.add_argument(
-        "--run", type=Path, required=True, help="run directory (RUN_DIR/adapter + RUN_DIR/run.json)"
-    )
+    p.add_argument("--run", type=Path, help="run directory (RUN_DIR/adapter + RUN_DIR/run.json)")
     p.add_argument("--contract", type=Path, help="contract file (default: the shipped SmolLM2/vLLM contract)")
     p.add_argument(
         "--to",
@@ -52,7 +54,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--sign-chain", type=Path, action="append", default=[], help="chain certificate PEM (repeatable)"
     )
     p.add_argument(
-        "--approved", action="store_true", help="record that a person approved (contract approval.required)"
+        "--approve",
+        type=Path,
+        metavar="BUNDLE",
+        help="approve the staged bundle a release left at 'approval': sign and publish it (needs --to)",
+    )
+    p.add_argument("--approver", help="with --approve: who approves (recorded in the signed verdict)")
+    p.add_argument(
+        "--digest",
+        help="with --approve: the staged digest you were shown (refused if the bundle's differs)",
     )
     p.add_argument("--events", help="write every event as a JSON line to this file ('-' for stderr)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -84,31 +94,24 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from gate import github
+    from gate.approve import Approver, approve_release
     from gate.contract import Contract
-    from gate.pipeline import ReleaseRequest, run_release
+    from gate.errors import InputError
+    from gate.pipeline import ReleaseRequest, ReleaseResult, run_release
     from gate.resources import default_contract
     from gate.signing import SigningConfig
 
+    if (args.run is None) == (args.approve is None):
+        raise InputError("give --run RUN_DIR (release a run) or --approve BUNDLE (approve a staged one)")
+    if args.approve is not None and (not args.approver or not args.target):
+        raise InputError("--approve needs --approver NAME and --to REF (the tag to publish)")
     contract_path = args.contract or default_contract()
-    contract = Contract.from_yaml(contract_path)
-    target = args.target or contract.publish.target
     signing = SigningConfig(
         method=args.sign_method,
         private_key=args.sign_key,
         key_password=os.environ.get("GATE_SIGN_KEY_PASSWORD"),
         certificate=args.sign_cert,
         chain=tuple(args.sign_chain),
-    )
-    request = ReleaseRequest(
-        run_dir=args.run,
-        contract_path=contract_path,
-        target=target,
-        signing=signing,
-        out_dir=args.out or Path("gate-release") / args.run.resolve().name,
-        base_dir=args.base,
-        server_url=args.server,
-        baseline=baseline_from_args(args, contract),
-        approved=args.approved,
     )
     sink: IO[str] | None = None
     if args.events == "-":
@@ -124,7 +127,25 @@ def _run(args: argparse.Namespace) -> int:
             _show_event(event)
 
     try:
-        result = run_release(request, on_event=on_event)
+        result: ReleaseResult
+        if args.approve is not None:
+            approver = Approver(by=args.approver, via="cli", subject=args.approver)
+            result = approve_release(
+                args.approve, approver, signing, args.target, expected_digest=args.digest, on_event=on_event
+            )
+        else:
+            contract = Contract.from_yaml(contract_path)
+            request = ReleaseRequest(
+                run_dir=args.run,
+                contract_path=contract_path,
+                target=args.target or contract.publish.target,
+                signing=signing,
+                out_dir=args.out or Path("gate-release") / args.run.resolve().name,
+                base_dir=args.base,
+                server_url=args.server,
+                baseline=baseline_from_args(args, contract),
+            )
+            result = run_release(request, on_event=on_event)
     finally:
         if sink is not None and sink is not sys.stderr:
             sink.close()
@@ -138,6 +159,10 @@ def _run(args: argparse.Namespace) -> int:
         assert result.published is not None
         out.print(f"[bold green]released[/] {result.published['ref']}")
         out.print(f"  bundle {result.bundle_dir}")
+    elif result.stopped_at == "approval":
+        out.print(f"[bold yellow]awaiting approval[/]: {escape(str(result.reason))}")
+        out.print(f"  staged bundle (every gate passed, unsigned) {result.bundle_dir}")
+        out.print(f"  staged digest {result.verdict.staged_digest}")
     else:
         out.print(f"[bold red]not released[/]: {escape(str(result.reason))}")
         out.print(f"  bundle (unsigned, not published) {result.bundle_dir}")
@@ -157,7 +182,7 @@ def _show_event(event: dict[str, Any]) -> None:
     elif kind == "publish.blob":
         verb = "uploaded" if event["uploaded"] else "present "
         err.print(f"  {verb} {event['path']} ({event['size']} bytes)")
-    elif kind in ("publish.referrer", "publish.tag", "release.resume"):
+    elif kind in ("publish.referrer", "publish.tag", "release.resume", "release.approved"):
         err.print(
             f"  {kind.split('.', 1)[1]}: "
             + ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "time"))

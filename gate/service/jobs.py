@@ -146,27 +146,53 @@ def _record_reports(engine: Engine, release_id: int, out_dir: Path) -> None:
             _upsert_gate(s, release_id, gate, status, None, report)
 
 
-def _request(settings: Settings, release: Release, out_dir: Path, *, approved: bool) -> Any:
-    """The ReleaseRequest ``gate release`` would build for this release."""
+def _signing(settings: Settings) -> Any:
     import os
 
-    from gate.pipeline import ReleaseRequest
     from gate.signing import SigningConfig
 
-    signing = SigningConfig(
+    return SigningConfig(
         method=settings.publish.sign_method,  # type: ignore[arg-type]
         private_key=settings.publish.sign_key,
         key_password=os.environ.get("GATE_SIGN_KEY_PASSWORD") or None,
     )
+
+
+def _request(settings: Settings, release: Release, out_dir: Path) -> Any:
+    """The ReleaseRequest ``gate release`` would build for this release."""
+    from gate.pipeline import ReleaseRequest
+
     return ReleaseRequest(
         run_dir=Path(release.run_dir),
         contract_path=Path(release.contract_path),
         target=release.target,
-        signing=signing,
+        signing=_signing(settings),
         out_dir=out_dir,
         base_dir=settings.base_dir,
         server_url=settings.vllm_url or None,
-        approved=approved,
+    )
+
+
+def _approve(settings: Settings, release: Release, out_dir: Path, on_event: Any) -> Any:
+    """Sign and publish the staged, gated bundle with the approval in its verdict (no gate re-runs)."""
+    from gate.approve import Approver, approve_release
+
+    who = str(release.approved_by)
+    kind, _, subject = who.partition(":")
+    staged = (release.verdict or {}).get("verdict", {}).get("staged_digest")
+    return approve_release(
+        out_dir,
+        Approver(
+            by=who,
+            via="oidc" if kind == "oidc" else "token",
+            subject=subject or who,
+            at=release.updated_at.isoformat() if release.updated_at else None,
+        ),
+        _signing(settings),
+        release.target,
+        # The digest stored when the gates ran, not the one in the (writable) staged directory.
+        expected_digest=staged if isinstance(staged, str) else None,
+        on_event=on_event,
     )
 
 
@@ -181,13 +207,16 @@ def execute_job(settings: Settings, engine: Engine, job_id: int, release_id: int
         return
     recorder = EventRecorder(engine, release_id)
     out_dir = release_out_dir(settings, release_id)
-    # A "publish" job exists only after a person approved; the pipeline then signs and publishes.
+    # A "publish" job exists only after a person approved: the gated bundle is signed and published.
     approved = kind == "publish"
     start_status = "publishing" if approved else "running"
     _transition(engine, release_id, from_={"queued", "running", "publishing"}, to=start_status)
     recorder({"event": "job.start", "job": job_id, "kind": kind})
     try:
-        result = run_release(_request(settings, release, out_dir, approved=approved), on_event=recorder)
+        if approved:
+            result = _approve(settings, release, out_dir, recorder)
+        else:
+            result = run_release(_request(settings, release, out_dir), on_event=recorder)
     except GateFailure as e:
         _record_reports(engine, release_id, out_dir)
         _finish(

