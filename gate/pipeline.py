@@ -407,6 +407,8 @@ def _seal(
             "approval_required": contract.approval.required,
         }
     )
+    # Gate summaries and reasons quote error messages, which may name local files.
+    sealed = Verdict.model_validate(scrubber.json(sealed.model_dump(mode="json")))
     return sealed.model_copy(update={"staged_digest": staged_digest(staged_files(bundle), sealed)})
 
 
