@@ -9,8 +9,9 @@ local bundle directory. It succeeds only when all of these hold:
 2. the signed file list (names and sha256) equals the manifest's layers;
 3. every layer matches its digest while it streams, and no layer path leaves the
    output directory;
-4. the verdict says every required gate passed, under the expected contract, the
-   bundled contract is byte-for-byte that contract, and the adapter digest the
+4. the verdict says every gate it requires passed, under the expected contract, the
+   contract digest recomputed from the bundled contract and the files it references
+   is that contract's, run.json names the bundle's adapter files, and the adapter digest the
    verdict names is the digest of the pulled adapter files (recomputed here).
 
 Anything else raises :class:`gate.errors.GateFailure` with the reason.
