@@ -96,7 +96,10 @@ def approve_release(
         if verdict.approval is not None and (staged / SIGNATURE).is_file():
             # Approved and signed before (a crash or a lost connection before publishing): publish only.
             if not _resumable(staged, signing, verdict.adapter_digest, verdict.contract.sha256):
-                raise GateFailure(f"{staged} is approved and signed, but its signature does not verify")
+                raise GateFailure(
+                    f"{staged} is approved and signed, but not verifiably by this signing key",
+                    hint="publish it with the key that signed it, or release the run again",
+                )
             emit({"event": "release.resume", "bundle": str(staged), "reason": "approved and signed already"})
             return _publish(verdict, staged, ref, emit, publish, resumed=True)
         if verdict.stopped_at != "approval" or verdict.approval is not None:
