@@ -132,26 +132,31 @@ class PathScrubber:
         ordered = sorted(pairs.items(), key=lambda kv: len(kv[0]), reverse=True)
         return cls(tuple(ordered))
 
-    def text(self, value: str) -> str:
-        """``value`` with every absolute machine path replaced."""
+    def text(self, value: str, *, known_only: bool = False) -> str:
+        """``value`` with every absolute machine path replaced (``known_only``: only the known roots)."""
         if "/" not in value:
             return value
         for root, label in self.roots:
             if root in value:
                 value = re.sub(re.escape(root) + r"(?![\w.@+-])", label, value)
-        return _ABSOLUTE.sub(_local, value)
+        return value if known_only else _ABSOLUTE.sub(_local, value)
 
     def json(self, value: Any) -> Any:
         """A copy of a JSON value with :meth:`text` applied to every string (keys included)."""
+        return self._json(value, False)
+
+    def _json(self, value: Any, known_only: bool) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return self.text(value, known_only=known_only)
         if isinstance(value, list):
-            return [self.json(v) for v in value]
+            return [self._json(v, known_only) for v in value]
         if isinstance(value, dict):
-            return {self.text(str(k)): self.json(v) for k, v in value.items()}
+            return {
+                self.text(str(k), known_only=known_only): self._json(v, known_only) for k, v in value.items()
+            }
         return value
 
-    def file(self, path: Path) -> bool:
+    def file(self, path: Path, *, known_only: bool = False) -> bool:
         """Scrub a bundle file in place (JSON re-serialised, other text replaced); True if it changed."""
         if not path.name.endswith(_TEXT_SUFFIXES) or path.stat().st_size > _MAX_SCRUB_BYTES:
             return False
@@ -166,14 +171,14 @@ class PathScrubber:
             try:
                 data = json.loads(text)
             except ValueError:
-                new = self.text(text)
+                new = self.text(text, known_only=known_only)
             else:
-                cleaned = self.json(data)
+                cleaned = self._json(data, known_only)
                 if cleaned == data:
                     return False
                 new = json.dumps(cleaned, indent=2, sort_keys=False) + "\n"
         else:
-            new = self.text(text)
+            new = self.text(text, known_only=known_only)
         if new == text:
             return False
         path.write_text(new, encoding="utf-8")
@@ -193,7 +198,7 @@ def _local(match: re.Match[str]) -> str:
 
 
 def normalise_adapter(adapter: Path, base_name: str, scrubber: PathScrubber) -> list[str]:
-    """Rewrite machine paths out of the adapter's text files; return the fixes made, in words.
+    """Rewrite this machine's directories out of the adapter's text files; return the fixes made, in words.
 
     ``adapter_config.json``'s ``base_model_name_or_path`` becomes ``base_name`` when it
     is an absolute path (vLLM never reads it; the contract names the base).
@@ -212,9 +217,10 @@ def normalise_adapter(adapter: Path, base_name: str, scrubber: PathScrubber) -> 
                 f"base {base_name!r} (sha256 {before} -> {file_sha256(config)})"
             )
     for path in sorted(adapter.iterdir()):
+        # Only this machine's own directories: a vocabulary may hold tokens that look like paths.
         if path.is_file() and not path.is_symlink():
             before = file_sha256(path)
-            if scrubber.file(path):
+            if scrubber.file(path, known_only=True):
                 fixes.append(f"{path.name}: local paths replaced (sha256 {before} -> {file_sha256(path)})")
     return fixes
 
