@@ -44,7 +44,6 @@ from gate.pipeline import (
     _now,
     _publish,
     _release_lock,
-    _replace_dir,
     _resumable,
     _sign,
 )
@@ -133,8 +132,7 @@ def approve_release(
             shutil.copytree(staged, bundle, symlinks=True)
             _check_unchanged(bundle, verdict, expected_digest)  # the copy is what gets signed
             atomic_write_json(bundle / VERDICT, approved.model_dump(mode="json"))
-            _sign(bundle, signing, emit)
-            _replace_dir(bundle, staged)
+            _sign(bundle, signing, emit, into=staged)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return _publish(approved, staged, ref, emit, publish, resumed=False)

@@ -347,8 +347,7 @@ def run_release(request: ReleaseRequest, *, on_event: EventSink | None = None) -
                     }
                 )
                 return ReleaseResult(verdict, out_dir, None, False, emit.events)
-            _sign(bundle, request.signing, emit)
-            _replace_dir(bundle, out_dir)
+            _sign(bundle, request.signing, emit, into=out_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return _publish(verdict, out_dir, ref, emit, publish, resumed=False)
@@ -412,10 +411,12 @@ def _seal(
     return sealed.model_copy(update={"staged_digest": staged_digest(staged_files(bundle), sealed)})
 
 
-def _sign(bundle: Path, signing: SigningConfig, emit: EventSink) -> None:
+def _sign(bundle: Path, signing: SigningConfig, emit: EventSink, *, into: Path) -> None:
+    """Sign ``bundle`` and move it to ``into``; 'sign finished' means the signed bundle is in place."""
     emit({"event": "gate.start", "gate": "sign", "method": signing.method})
     started = time.monotonic()
     sign_bundle(bundle, signing)
+    _replace_dir(bundle, into)
     emit(
         {
             "event": "gate.finish",
