@@ -131,7 +131,7 @@ def run_check(adapter_dir: Path, contract: Contract, base_dir: Path | None = Non
     return CheckReport(
         adapter_dir=adapter_dir,
         contract_name=contract.name,
-        contract_sha256=contract.sha256,
+        contract_sha256=contract.report_digest,
         base_dir=base_dir,
         findings=tuple(findings),
         rules_run=len(rules),

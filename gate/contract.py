@@ -440,6 +440,18 @@ class Contract(_Model):
             self._content_sha256 = contract_digest(self._yaml_sha256, files)
         return self._content_sha256
 
+    @property
+    def report_digest(self) -> str:
+        """:attr:`sha256`, or ``yaml:<hex>`` of the YAML alone when a referenced file is missing.
+
+        For gates that never read the referenced files (``gate check``); a release
+        always uses :attr:`sha256` and refuses a contract whose files are missing.
+        """
+        try:
+            return self.sha256
+        except InputError:
+            return "yaml:" + self._yaml_sha256
+
     def referenced_files(self) -> dict[str, Path]:
         """Bundle name -> path of every file the contract references (:mod:`gate.contract_files`)."""
         return referenced_files(self)
