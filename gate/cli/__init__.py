@@ -33,6 +33,7 @@ _COMMANDS = (
     "verify",
     "pull",
     "serve",
+    "serve-config",
     "pilot",
 )
 
@@ -55,7 +56,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in (only,) if only else _COMMANDS:
-        module_name = f"gate.cli._{name}"
+        module_name = f"gate.cli._{name.replace('-', '_')}"
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:

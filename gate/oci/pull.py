@@ -40,7 +40,7 @@ from gate.oci.refs import OciRef
 from gate.oci.store import Store
 from gate.signing import SIGNATURE_MEDIA_TYPE, SignedContent
 
-__all__ = ["PulledBundle", "pull", "signature_travel_hint"]
+__all__ = ["PulledBundle", "pull", "resolve_digest", "signature_travel_hint"]
 
 #: Signature referrers tried at most (a registry may list many; each costs a verification).
 _MAX_CANDIDATES = 16
@@ -79,6 +79,12 @@ def _resolve(store: Store, ref: OciRef) -> tuple[str, bytes]:
     if ref.digest and digest != ref.digest:
         raise GateFailure(_mismatch(f"manifest {ref}", ref.digest, digest))
     return digest, raw
+
+
+def resolve_digest(ref: OciRef) -> str:
+    """The manifest digest ``ref`` names now: a tag is looked up, a digest is fetched and checked."""
+    digest, _ = _resolve(open_store(ref), ref)
+    return digest
 
 
 def _layers(manifest: dict[str, Any]) -> list[tuple[str, str, int]]:

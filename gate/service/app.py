@@ -32,6 +32,7 @@ from gate.service.db import async_engine, async_sessions, migrate, sync_engine
 from gate.service.domain.contracts import ContractController
 from gate.service.domain.pilots import PilotController, PilotUIController
 from gate.service.domain.releases import AuditController, ReleaseController
+from gate.service.domain.resolutions import ResolutionController
 from gate.service.domain.system import RunController, SystemController, TokenController
 from gate.service.domain.ui import UIController
 from gate.service.guards import TokenAuthMiddleware
@@ -148,6 +149,7 @@ def create_app(
             SystemController,
             ReleaseController,
             AuditController,
+            ResolutionController,
             ContractController,
             RunController,
             TokenController,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -90,45 +89,6 @@ def trained_eval(  # type: ignore[no-untyped-def]
         base_scores=base_scores,
     )
     return report, out
-
-
-def signed_release(root: Path, adapter: Path, eval_report: dict[str, Any], private_key: Path) -> Path:
-    """A released bundle as gate lays it out: ``adapter``'s files, the default contract, a passed
-    verdict naming the adapter's digest, ``eval_report`` as its eval report, signed with ``private_key``."""
-    from gate import bundle as layout
-    from gate.contract import Contract
-    from gate.digests import files_digest
-    from gate.resources import default_contract
-    from gate.signing import SigningConfig, sign_bundle
-
-    contract = Contract.from_yaml(default_contract())
-    names = ["adapter_config.json", "adapter_model.safetensors"]
-    (root / "gate" / "reports").mkdir(parents=True)
-    for name in names:
-        shutil.copyfile(adapter / name, root / name)
-    shutil.copyfile(default_contract(), root / layout.CONTRACT)
-    (root / layout.CHAT_TEMPLATE).write_text(contract.prompt.chat_template)
-    (root / layout.RUN_RECORD).write_text(json.dumps({"name": "baseline-run", "toolkit": "unsloth"}))
-    gates = []
-    for name in layout.REQUIRED_GATES:
-        report = eval_report if name == "eval" else {"version": "1.0", "gate": name, "passed": True}
-        (root / layout.REPORTS[name]).write_text(json.dumps(report))
-        gates.append(
-            layout.GateResult(name=name, status="passed", summary="passed", report=layout.REPORTS[name])
-        )
-    verdict = layout.Verdict(
-        passed=True,
-        gates=tuple(gates),
-        contract=layout.ContractRef(
-            name=contract.name, version=contract.metadata.version, sha256=contract.sha256
-        ),
-        adapter_digest=files_digest(root, names),
-        base_model={"name": contract.base_model.name},
-        created_at="2026-12-01T12:00:00+00:00",
-    )
-    (root / layout.VERDICT).write_text(verdict.model_dump_json(indent=2))
-    sign_bundle(root, SigningConfig(method="key", private_key=private_key))
-    return root
 
 
 @pytest.fixture(scope="session")

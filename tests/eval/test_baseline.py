@@ -13,7 +13,7 @@ from gate.evaluate import EvalReport, verified_baseline
 from gate.oci import parse_ref, publish
 from gate.resources import default_contract
 from gate.signing import TrustPolicy
-from tests.eval.conftest import signed_release
+from tests.fixtures.bundles import signed_release
 from tests.fixtures.serving import write_lora
 
 SCORES = {"capitals_terse": {"exact_match,strip": {"0:aaaa": 1.0, "1:bbbb": 0.0, "2:cccc": 1.0}}}

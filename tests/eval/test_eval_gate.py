@@ -15,7 +15,7 @@ import pytest
 from gate.cli import main
 from gate.evaluate import run_eval
 from gate.resources import default_contract
-from tests.eval.conftest import signed_release
+from tests.fixtures.bundles import signed_release
 
 pytestmark = pytest.mark.slow
 
