@@ -15,14 +15,15 @@ to other resolvers; an operator who wants only gated adapters enables no other.
 
 import asyncio
 import json
-import logging
 import os
 import re
 
+from vllm.logger import init_logger
 from vllm.lora.request import LoRARequest
 from vllm.lora.resolver import LoRAResolver, LoRAResolverRegistry
 
-logger = logging.getLogger("gate.vllm_resolver")
+# vLLM's own logger: refusals land in the server log beside its other lines.
+logger = init_logger("vllm.gate_resolver")
 _RELEASE = re.compile(
     r"^[a-z0-9][a-z0-9._-]{0,127}(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$"
 )

@@ -17,7 +17,7 @@ import pytest
 
 from gate.cli import main
 from gate.contract import Contract
-from gate.oci import parse_ref, publish
+from gate.oci import FILEPATH_ANNOTATION, parse_ref, publish
 from gate.resources import default_contract
 from gate.signing import generate_key
 from tests.fixtures.bundles import signed_release
@@ -91,7 +91,7 @@ def served(  # type: ignore[no-untyped-def]
     weights = next(
         layer
         for layer in manifest[1]["layers"]
-        if layer["annotations"]["org.opencontainers.image.title"] == "adapter_model.safetensors"
+        if layer["annotations"][FILEPATH_ANNOTATION] == "adapter_model.safetensors"
     )
     blob = docker_registry.blob_file(weights["digest"])
     data = bytearray(blob.read_bytes())
