@@ -68,7 +68,8 @@ def run(n: int, work: Path) -> dict[str, Any]:
         target = fs_root / f"fs-{i}"
         shutil.copytree(adapter, target)
         cfg = json.loads((target / "adapter_config.json").read_text())
-        cfg["base_model_name_or_path"] = contract.base_model.name  # what the filesystem resolver matches
+        # The filesystem resolver serves an adapter only if this equals vLLM's --model (the base path).
+        cfg["base_model_name_or_path"] = str(base.resolve())
         (target / "adapter_config.json").write_text(json.dumps(cfg))
     config = work / "resolver.json"
     code = gate_main(
