@@ -5,7 +5,8 @@ top-level module ``gate_vllm_resolver`` with an entry point in vLLM's
 ``vllm.general_plugins`` group), enabled with ``VLLM_PLUGINS=gate`` and
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``, configured by the file that
 ``GATE_RESOLVER_CONFIG`` names. It imports only the standard library and vLLM:
-every check runs in gate's own interpreter, as ``python -m gate.resolver``, and
+every check runs in gate's own interpreter, in one long-lived
+``python -m gate.resolver --serve`` worker, and
 what vLLM receives is either the path of a verified bundle or a refusal
 (a ValueError, which vLLM answers as HTTP 400 with its text).
 
@@ -34,41 +35,58 @@ class GateRefused(ValueError):
 
 
 class GateResolver(LoRAResolver):
-    """Resolve ``NAME:VERSION`` / ``NAME@sha256:...`` through ``python -m gate.resolver``."""
+    """Resolve ``NAME:VERSION`` / ``NAME@sha256:...`` through a ``python -m gate.resolver --serve`` worker."""
 
     def __init__(self, config_path, gate_python, timeout_s):
         self.config_path = config_path
         self.gate_python = gate_python
         self.timeout_s = timeout_s
+        self._worker = None
+        self._lock = asyncio.Lock()
 
-    async def resolve_lora(self, base_model_name, lora_name):
-        if not _RELEASE.match(lora_name or ""):
-            return None
-        proc = await asyncio.create_subprocess_exec(
+    async def _start(self):
+        # One long-lived worker: an interpreter start and gate's imports cost ~1 s, a resolution far less.
+        return await asyncio.create_subprocess_exec(
             self.gate_python,
             "-m",
             "gate.resolver",
             "--config",
             self.config_path,
-            lora_name,
-            stdin=asyncio.subprocess.DEVNULL,
+            "--serve",
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            limit=1 << 20,
         )
+
+    async def _ask(self, lora_name):
+        async with self._lock:
+            if self._worker is None or self._worker.returncode is not None:
+                self._worker = await self._start()
+            worker = self._worker
+            try:
+                worker.stdin.write(lora_name.encode() + b"\n")
+                await worker.stdin.drain()
+                line = await asyncio.wait_for(worker.stdout.readline(), timeout=self.timeout_s)
+            except (TimeoutError, ConnectionError, BrokenPipeError):
+                worker.kill()
+                self._worker = None
+                raise GateRefused(
+                    f"gate refused {lora_name}: verification did not finish in {self.timeout_s} s"
+                ) from None
+            if not line:
+                self._worker = None
+                raise GateRefused(f"gate refused {lora_name}: the resolver worker exited")
+            return line
+
+    async def resolve_lora(self, base_model_name, lora_name):
+        if not _RELEASE.match(lora_name or ""):
+            return None
+        line = await self._ask(lora_name)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=self.timeout_s)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise GateRefused(
-                f"gate refused {lora_name}: verification did not finish in {self.timeout_s} s"
-            ) from None
-        lines = [line for line in out.decode("utf-8", "replace").splitlines() if line.strip()]
-        try:
-            result = json.loads(lines[-1])
-        except (IndexError, ValueError):
-            tail = err.decode("utf-8", "replace")[-500:]
-            raise GateRefused(f"gate refused {lora_name}: the resolver gave no answer ({tail})") from None
+            result = json.loads(line)
+        except ValueError:
+            raise GateRefused(f"gate refused {lora_name}: the resolver gave no answer") from None
         if not result.get("ok"):
             message = f"gate refused {lora_name}: {result.get('check')}: {result.get('reason')}" + (
                 f" (digest {result['digest']})" if result.get("digest") else ""

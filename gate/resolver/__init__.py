@@ -3,7 +3,7 @@
 vLLM asks its LoRA resolver plugins for an adapter the first time a request
 names one. gate's plugin (``gate/_envscripts/gate_vllm_resolver.py``, installed
 into a vLLM environment by ``gate serve-config --install-plugin``) answers with
-``python -m gate.resolver --config FILE NAME``, which runs :func:`resolve`: the
+a ``python -m gate.resolver --config FILE --serve`` worker, which runs :func:`resolve`: the
 name must be allowed, the release not revoked, the bundle pulled by digest with
 gate's verify-first pull (signature under the pinned signer, every file against
 its signed digest, a passed verdict under the pinned contract), gated for the
