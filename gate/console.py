@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
+
+from gate.terminal import terminal_safe
 
 __all__ = [
     "atomic_write_json",
@@ -35,26 +36,11 @@ __all__ = [
     "terminal_safe",
 ]
 
-# C0 controls but newline and tab, DEL, C1 controls (CSI is \x9b), bidi embeddings/overrides/isolates,
-# the line/paragraph separators, and lone surrogates (undecodable bytes of a file name).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 #: Human-facing output (progress, notes).
 err = Console(stderr=True, highlight=False)
 #: Results.
 out = Console(highlight=False, soft_wrap=True)
-
-
-def _escape(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def terminal_safe(text: object) -> str:
-    """``text`` with every character a terminal would act on shown as an escape (newlines and tabs kept)."""
-    return _UNSAFE.sub(_escape, str(text))
 
 
 def plain(text: object, style: str = "") -> Text:

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Error as e:
         if args.verbose:
             raise
-        from gate.console import terminal_safe
+        from gate.terminal import terminal_safe
 
         print(f"gate: error: {terminal_safe(e.diagnostics())}", file=sys.stderr)
         return e.exit_code
