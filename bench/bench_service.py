@@ -1,150 +1,204 @@
-"""Load on the real ``gate serve``: status reads by 50 concurrent clients, SQLite vs PostgreSQL.
+"""Load on the real ``gate serve`` with wrk: ``/health``, a status read, the list of 100; SQLite, PostgreSQL.
 
-For each database the real server (uvicorn subprocess, no workers) is started on
-loopback and seeded with releases; then 50 concurrent HTTP clients (one
-keep-alive connection each) read release status (``GET /api/releases/{id}``,
-authenticated, with per-gate rows) for a fixed number of requests. The baseline,
-measured in the same run against the same server, is ``GET /health`` (no auth,
-a ``SELECT 1``): the ratio says what auth + the status query cost on top of the
-HTTP stack.
+For each database and each number of HTTP processes, the real server
+(``python -m gate serve``, no queue workers) is started on loopback over a
+database holding 100 published releases with real reports (the rows a real
+release leaves, written directly: see ``tests/fixtures/service_seed.py``). wrk
+then drives, with 50 connections each for the same duration:
 
-    python bench/bench_service.py [--clients 50] [--requests 4000] [--seed 200]
+* ``GET /health`` (no auth, ``SELECT 1``): the baseline of the HTTP stack;
+* ``GET /api/releases/{id}`` (a random one of the 100): auth + release + gates + verdict;
+* ``GET /api/releases?limit=100``: auth + the list page of 100 with their gates.
 
-Writes bench/results/service.json and prints a summary. Loopback only; the total
-number of requests is bounded.
+Each figure is reported as a ratio to ``/health`` measured in the same run.
+
+    python bench/bench_service.py [--seconds 10] [--connections 50] [--processes 1,2]
+
+Needs the service extra, wrk (Debian package ``wrk``) and, for PostgreSQL, the
+server binaries (``pg_config --bindir``). Writes bench/results/service.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import os
 import platform
-import statistics
+import re
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-
 from gate.console import atomic_write_json  # noqa: E402
+from gate.service.auth import issue_token  # noqa: E402
+from gate.service.db import sync_engine, sync_session  # noqa: E402
 from gate.service.settings import Settings  # noqa: E402
-from tests.fixtures.service import ServiceProcess, free_port, running_postgres, write_run_dir  # noqa: E402
+from tests.fixtures.service_seed import SeedRelease, free_port, running_postgres, seed_releases  # noqa: E402
+
+_STATUS_LUA = """
+math.randomseed(os.time())
+request = function()
+  return wrk.format(nil, "/api/releases/" .. math.random(1, %d))
+end
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-async def _load(
-    url: str, paths: list[str], headers: dict[str, str], clients: int, total: int
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(f"cannot read the latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(
+    url: str, *, seconds: int, connections: int, token: str | None, script: Path | None
 ) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    counter = iter(range(total))
-
-    async def client(i: int) -> None:
-        nonlocal errors
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as c:
-            for n in counter:
-                t0 = time.perf_counter()
-                r = await c.get(paths[(n + i) % len(paths)])
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    errors += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    wall = time.perf_counter() - start
-    latencies.sort()
+    """One wrk run: requests/s, latency percentiles, errors."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    if script:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": round(wall, 3),
-        "rps": round(len(latencies) / wall, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 2),
-        "max_ms": round(latencies[-1] * 1000, 2),
+        "rps": round(rps, 1),
+        "p50_ms": round(pct["50"], 2),
+        "p90_ms": round(pct["90"], 2),
+        "p99_ms": round(pct["99"], 2),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
     }
 
 
-def _bench_one(label: str, database_url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    runs = work / f"runs-{label}"
-    run = write_run_dir(runs)
-    settings = Settings(
-        data_dir=work / f"data-{label}",
-        database_url=database_url,
-        port=free_port(),
-        workers=0,
-        allowed_roots=(runs,),
-        log_level="warning",
-    )
-    svc = ServiceProcess(
-        settings=settings, env={**os.environ, **settings.to_env()}, log=work / f"{label}.log"
-    )
-    svc.start()
+@contextlib.contextmanager
+def server(settings: Settings, processes: int, log: Path) -> Iterator[str]:
+    """``gate serve`` with ``processes`` HTTP processes and no queue workers; yields its URL."""
+    env = {**os.environ, **settings.to_env(), "GATE_SERVICE_PROCESSES": str(processes)}
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gate", "serve"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{settings.port}"
     try:
-        ids = []
-        with svc.client("submit") as c:
-            for i in range(args.seed):
-                r = c.post("/api/releases", json={"name": "bench", "version": f"1.0.{i}", "run": str(run)})
-                r.raise_for_status()
-                ids.append(r.json()["id"])
-        token = svc.token("read")
-        headers = {"Authorization": f"Bearer {token}"}
-        # Warm up connections, caches and the interpreter's code paths.
-        asyncio.run(_load(svc.url, ["/health"], {}, args.clients, args.clients * 4))
-        asyncio.run(
-            _load(svc.url, [f"/api/releases/{i}" for i in ids], headers, args.clients, args.clients * 4)
-        )
-        baseline = asyncio.run(_load(svc.url, ["/health"], {}, args.clients, args.requests))
-        status = asyncio.run(
-            _load(svc.url, [f"/api/releases/{i}" for i in ids], headers, args.clients, args.requests)
-        )
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gate serve exited:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gate serve did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
     finally:
-        svc.stop()
-    return {
-        "database": label,
-        "health_baseline": baseline,
-        "status_reads": status,
-        "rps_ratio_vs_health": round(status["rps"] / baseline["rps"], 3),
-        "p99_ratio_vs_health": round(status["p99_ms"] / baseline["p99_ms"], 3),
-    }
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _prepare(settings: Settings, work: Path, n: int) -> str:
+    run = work / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    seed_releases(
+        settings,
+        [SeedRelease(name=f"adapter-{i % 10}", version=f"1.0.{i}") for i in range(n)],
+        run_dir=run,
+    )
+    engine = sync_engine(settings)
+    try:
+        with sync_session(engine) as s:
+            return issue_token(s, "bench", "read")
+    finally:
+        engine.dispose()
+
+
+def bench_database(label: str, url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every endpoint at every process count on one database."""
+    settings = Settings(
+        data_dir=work / label, database_url=url, port=free_port(), workers=0, log_level="warning"
+    )
+    token = _prepare(settings, work / label, args.releases)
+    lua = work / "status.lua"
+    lua.write_text(_STATUS_LUA % args.releases)
+    results: dict[str, Any] = {}
+    for processes in args.processes:
+        with server(settings, processes, work / f"{label}-{processes}.log") as base:
+            common = {"seconds": args.seconds, "connections": args.connections}
+            wrk(f"{base}/health", seconds=2, connections=args.connections, token=None, script=None)  # warm-up
+            health = wrk(f"{base}/health", token=None, script=None, **common)
+            status = wrk(f"{base}/api/releases/1", token=token, script=lua, **common)
+            listing = wrk(f"{base}/api/releases?limit=100", token=token, script=None, **common)
+        for row in (status, listing):
+            row["ratio_to_health"] = round(row["rps"] / health["rps"], 3)
+        results[f"processes={processes}"] = {"health": health, "status_read": status, "list_100": listing}
+        print(
+            f"{label:10} processes={processes}: "
+            f"/health {health['rps']:.0f} req/s (p99 {health['p99_ms']:.1f} ms); "
+            f"status {status['rps']:.0f} req/s = {status['ratio_to_health']:.2f}x "
+            f"(p99 {status['p99_ms']:.1f} ms); "
+            f"list of 100 {listing['rps']:.0f} req/s = {listing['ratio_to_health']:.2f}x "
+            f"(p99 {listing['p99_ms']:.1f} ms)",
+            flush=True,
+        )
+    return results
 
 
 def main() -> int:
-    """Run the benchmark and write bench/results/service.json."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clients", type=int, default=50)
-    p.add_argument("--requests", type=int, default=4000, help="requests per measurement (bounded)")
-    p.add_argument("--seed", type=int, default=200, help="releases in the database")
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--releases", type=int, default=100)
+    p.add_argument("--processes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
+    p.add_argument("--databases", default="sqlite,postgresql")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "service.json")
     args = p.parse_args()
-    results = []
+    if shutil.which("wrk") is None:
+        print("bench_service: wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "releases": args.releases,
+        "results": {},
+    }
     with tempfile.TemporaryDirectory(prefix="gate-bench-service-") as tmp:
         work = Path(tmp)
-        results.append(_bench_one("sqlite", f"sqlite:///{work / 'gate.db'}", work, args))
-        with running_postgres() as pg:
-            results.append(_bench_one("postgresql", pg.new_database(), work, args))
-    out = {
-        "benchmark": "service_status_reads",
-        "clients": args.clients,
-        "requests": args.requests,
-        "seeded_releases": args.seed,
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "results": results,
-    }
-    atomic_write_json(ROOT / "bench" / "results" / "service.json", out)
-    print(f"status reads, {args.clients} concurrent clients, {args.requests} requests each run:")
-    for r in results:
-        s, b = r["status_reads"], r["health_baseline"]
-        print(
-            f"  {r['database']:<10} GET /api/releases/ID {s['rps']:>8.1f} req/s  p50 {s['p50_ms']:>7.2f} ms  "
-            f"p99 {s['p99_ms']:>7.2f} ms  errors {s['errors']}   | /health {b['rps']:>8.1f} req/s  "
-            f"p99 {b['p99_ms']:>7.2f} ms   ratio rps {r['rps_ratio_vs_health']:.2f}  "
-            f"p99 {r['p99_ratio_vs_health']:.2f}"
-        )
+        dbs = args.databases.split(",")
+        if "sqlite" in dbs:
+            url = f"sqlite:///{work / 'sqlite' / 'gate.db'}"
+            report["results"]["sqlite"] = bench_database("sqlite", url, work, args)
+        if "postgresql" in dbs:
+            with running_postgres() as pg:
+                report["results"]["postgresql"] = bench_database("postgresql", pg.new_database(), work, args)
+    report["machine"]["load_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}")
     return 0
 
 

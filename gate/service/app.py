@@ -34,7 +34,7 @@ from gate.service.domain.pilots import PilotController, PilotUIController
 from gate.service.domain.releases import AuditController, ReleaseController
 from gate.service.domain.resolutions import ResolutionController
 from gate.service.domain.system import RunController, SystemController, TokenController
-from gate.service.domain.ui import UIController
+from gate.service.domain.ui import LoginController, UIController
 from gate.service.guards import TokenAuthMiddleware
 from gate.service.metrics import Metrics, metrics_middleware
 from gate.service.queue import recover
@@ -153,6 +153,7 @@ def create_app(
             ContractController,
             RunController,
             TokenController,
+            LoginController,
             UIController,
             PilotController,
             PilotUIController,

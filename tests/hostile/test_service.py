@@ -117,6 +117,14 @@ def _bad_multipart(t: Target, c: httpx.Client) -> httpx.Response:
     return httpx.post(f"{t.svc.url}/login", content=body, headers=headers, timeout=SECONDS)
 
 
+def _open_redirect(t: Target, c: httpx.Client) -> httpx.Response:
+    # A valid login may only go to a path on this server, never to another host.
+    form = {"token": t.svc.token("read"), "next": "//evil.example/phish"}
+    r = httpx.post(f"{t.svc.url}/login", data=form, timeout=SECONDS)
+    assert r.headers["location"] == "/", r.headers
+    return r
+
+
 def _deep_json() -> bytes:
     return b"[" * 200_000 + b"]" * 200_000
 
@@ -224,6 +232,16 @@ CASES: list[tuple[str, Callable[[Target, httpx.Client], httpx.Response], int, st
         401,
         "not accepted",
     ),
+    ("cookie-write-without-csrf-header", _cookie_write, 403, "x-csrf-token"),
+    ("form-post-with-forged-csrf", _form_without_csrf, 403, "CSRF token is missing or wrong"),
+    ("bad-multipart-login", _bad_multipart, 401, "paste an API token"),
+    (
+        "login-with-a-huge-form",
+        lambda t, c: httpx.post(f"{t.svc.url}/login", data={"token": "x" * (11 << 20)}, timeout=SECONDS),
+        413,
+        "",
+    ),
+    ("open-redirect-after-login", _open_redirect, 303, ""),
 ]
 
 

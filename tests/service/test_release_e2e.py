@@ -205,7 +205,7 @@ def test_the_web_ui_renders_the_release_with_its_charts_in_a_real_browser(publis
             else:
                 assert "No evaluation report yet." in page.locator("#eval-chart").inner_text()
             assert page.locator("#audit tbody tr").count() >= 2
-            assert page.locator("details.gate").count() == len(r["gates"])
+            assert page.locator("#gates tbody tr").count() == len(r["gates"])
             page.screenshot(path=str(ARTIFACTS / "release-page.png"), full_page=True)
         finally:
             browser.close()
