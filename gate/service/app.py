@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
@@ -24,7 +25,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
 from gate import __version__
-from gate.errors import Error, InputError, ServerError
+from gate.errors import Error, GateFailure, InputError, ServerError
 from gate.service.archives import ArchiveError
 from gate.service.auth import OIDCVerifier
 from gate.service.bodies import BoundedRequest
@@ -50,7 +51,12 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 def _gate_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Bad input is a 400 naming the problem; a fault of the server or of a tool it ran is a 5xx."""
     assert isinstance(exc, Error)
-    code = 400 if isinstance(exc, InputError) else 502 if isinstance(exc, ServerError) else 500
+    if isinstance(exc, InputError):
+        code = 400
+    elif isinstance(exc, GateFailure):
+        code = 422  # the artifact was judged and refused (e.g. it does not verify): not a server fault
+    else:
+        code = 502 if isinstance(exc, ServerError) else 500
     body: dict[str, Any] = {"status_code": code, "detail": exc.message}
     if exc.hint:
         body["hint"] = exc.hint
@@ -60,6 +66,13 @@ def _gate_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
         log.error("%s %s: %s", request.method, request.url.path, exc.diagnostics())
         body["error"] = "server_fault"
     return Response(body, status_code=code)
+
+
+async def _log_fault(exc: BaseException, scope: Any) -> None:
+    """A fault of the server itself (not a refusal): logged with its traceback, answered 500."""
+    if isinstance(exc, HTTPException | Error):
+        return
+    log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
 
 
 def _start_worker(settings: Settings, index: int) -> subprocess.Popen[bytes]:
@@ -165,6 +178,7 @@ def create_app(
         ],
         exception_handlers={Error: _gate_error},
         request_class=BoundedRequest,
+        after_exception=[_log_fault],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         openapi_config=OpenAPIConfig(
             title="gate",

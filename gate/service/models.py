@@ -30,6 +30,7 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "Channel",
     "Event",
     "GateResult",
     "Job",
@@ -181,3 +182,18 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class Channel(Base):
+    """Which release of an adapter name a channel tag (``staging``, ``prod``) points to in the registry."""
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("name", "channel", name="uq_channels_name_channel"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(32))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(100))
+    moved_by: Mapped[str] = mapped_column(String(200))
+    moved_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

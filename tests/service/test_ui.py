@@ -54,7 +54,7 @@ def ui(module_services: ServiceFactory, tmp_path_factory: pytest.TempPathFactory
     }
     day = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
     specs = {
-        "published": SeedRelease("capitals", "1.0.0", created_at=day),
+        "published": SeedRelease("capitals", "1.0.0", created_at=day, channels=("prod", "staging")),
         "other": SeedRelease("summaries", "0.3.0", contract="smollm2-vllm", created_at=day),
         "awaiting": SeedRelease(
             "capitals", "1.1.0", status="awaiting_approval", approval_required=True, submitted_by="token:ci"
@@ -166,7 +166,7 @@ def test_the_list_filters_by_status_and_the_release_page_shows_evidence_tables(u
     assert answers[0]["text"].strip()[:20] in answer_rows.first.locator("td").nth(3).inner_text()
     _shot(page, "release")
     for path, name, selector in (
-        ("/adapters/capitals", "versions", "#versions tbody tr"),
+        ("/adapters/capitals", "versions", "#versions tr[data-version='1.0.0'] .channels .badge"),
         ("/audit", "audit", "#audit-log tbody tr"),
         ("/runs", "runs", "#runs tbody tr"),
         ("/contracts", "contracts", "#contracts tbody tr"),

@@ -12,17 +12,17 @@ from pathlib import Path
 
 from litestar.exceptions import ClientException, PermissionDeniedException
 from litestar.status_codes import HTTP_409_CONFLICT
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gate.contract import Contract
 from gate.service.auth import Principal
 from gate.service.domain.queries import check_id
-from gate.service.models import AuditEntry, Event, Job, Release, utcnow
+from gate.service.models import AuditEntry, Channel, Event, Job, Release, utcnow
 from gate.service.settings import Settings
 
-__all__ = ["Conflict", "approve", "create_release", "reject", "retry"]
+__all__ = ["Conflict", "approve", "channels_of", "create_release", "promote", "reject", "retry"]
 
 
 class Conflict(ClientException):
@@ -174,3 +174,65 @@ async def retry(s: AsyncSession, settings: Settings, who: Principal, release_id:
         Event(release_id=release_id, kind="retried", data={"event": "retried", "by": who.name, "job": kind})
     )
     await s.commit()
+
+
+async def promote(s: AsyncSession, settings: Settings, who: Principal, release_id: int, channel: str) -> str:
+    """Point ``channel`` of the release's adapter name at it: verify, move the OCI tag, record and audit.
+
+    Returns the channel's reference. The verification and the tag move run
+    without a transaction open; the row and its audit entry are written after
+    the tag moved (the registry is the truth a serving team pulls from).
+    """
+    import anyio
+
+    from gate.service.channels import CHANNELS
+    from gate.service.channels import promote as move_tag
+
+    if channel not in CHANNELS:
+        from gate.errors import InputError
+
+        raise InputError(f"unknown channel {channel[:40]!r}", hint="one of " + ", ".join(CHANNELS))
+    check_id(release_id)
+    r = await s.get(Release, release_id)
+    if r is None:
+        from litestar.exceptions import NotFoundException
+
+        raise NotFoundException(f"no release {release_id}")
+    if r.status != "published" or not r.digest:
+        raise Conflict(f"release {release_id} is {r.status}, not published: cannot promote it")
+    name, version, target, digest, contract = r.name, r.version, r.target, r.digest, r.contract_sha256
+    await s.rollback()
+    ref = await anyio.to_thread.run_sync(lambda: move_tag(settings, target, digest, contract, channel))
+    row = await s.scalar(select(Channel).where(Channel.name == name, Channel.channel == channel))
+    previous = row.release_id if row else None
+    if row is None:
+        s.add(Channel(name=name, channel=channel, release_id=release_id, digest=digest, moved_by=who.name))
+    else:
+        row.release_id, row.digest, row.moved_by, row.moved_at = release_id, digest, who.name, utcnow()
+    s.add(
+        AuditEntry(
+            actor=who.name,
+            action="promoted",
+            release_id=release_id,
+            name=name,
+            version=version,
+            digest=digest,
+            detail={"channel": channel, "ref": ref, "previous_release": previous, "verified": True},
+        )
+    )
+    s.add(
+        Event(
+            release_id=release_id, kind="promoted", data={"event": "promoted", "channel": channel, "ref": ref}
+        )
+    )
+    await s.commit()
+    return ref
+
+
+async def channels_of(s: AsyncSession, name: str) -> dict[int, list[str]]:
+    """Release id -> the channel tags of ``name`` pointing at it."""
+    out: dict[int, list[str]] = {}
+    rows = await s.execute(select(Channel.release_id, Channel.channel).where(Channel.name == name))
+    for rid, channel in rows.tuples():
+        out.setdefault(rid, []).append(channel)
+    return out

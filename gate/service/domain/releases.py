@@ -28,7 +28,7 @@ from gate.service.domain import actions
 from gate.service.domain.actions import Conflict
 from gate.service.domain.contracts import find_contract
 from gate.service.domain.queries import MAX_ID, ReleaseFilter, check_id, list_releases, read_release
-from gate.service.domain.schemas import AuditRead, ReleaseRead, ReleaseSubmit
+from gate.service.domain.schemas import AuditRead, PromoteRequest, ReleaseRead, ReleaseSubmit
 from gate.service.guards import db, requires
 from gate.service.models import TERMINAL_STATUSES, AuditEntry, Event, GateResult, Job, Release
 from gate.service.settings import Settings
@@ -289,6 +289,16 @@ class ReleaseController(Controller):
         s = db(request)
         await actions.retry(s, app_state(request).settings, request.user, release_id)
         return await read_release(s, release_id)
+
+    @post("/{release_id:int}/promote", guards=[requires("approve")], status_code=200)
+    async def promote(
+        self, request: Request[Principal, Any, Any], release_id: int, data: PromoteRequest
+    ) -> dict[str, Any]:
+        """Verify the published artifact, then move the channel tag (staging, prod) to it; audited."""
+        ref = await actions.promote(
+            db(request), app_state(request).settings, request.user, release_id, data.channel
+        )
+        return {"release_id": release_id, "channel": data.channel, "ref": ref}
 
 
 def _count_submit(st: AppState) -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "AuditRead",
     "ContractRead",
     "GateRead",
+    "PromoteRequest",
     "ReleaseRead",
     "ReleaseSubmit",
     "TokenCreate",
@@ -26,6 +27,12 @@ class ReleaseSubmit(msgspec.Struct, forbid_unknown_fields=True):
     version: str
     run: str
     contract: str = "smollm2-vllm"
+
+
+class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Move a channel tag to a published release."""
+
+    channel: str
 
 
 class GateRead(msgspec.Struct):

@@ -23,6 +23,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from gate.service.auth import AuthError, Principal, allows, lookup_token
+from gate.service.channels import CHANNELS
 from gate.service.charts import bar_comparison_svg, eval_rows, line_chart_svg, loss_points
 from gate.service.domain import actions
 from gate.service.domain.contracts import list_contracts
@@ -178,6 +179,9 @@ class UIController(Controller):
             and (rel.submitted_by != who.name or who.role == "admin"),
             own_release=rel.submitted_by == who.name,
             can_retry=rel.status == "error" and allows(who.role, "submit"),
+            can_promote=rel.status == "published" and bool(rel.digest) and allows(who.role, "approve"),
+            channels=CHANNELS,
+            on_channels=(await actions.channels_of(s, rel.name)).get(rel.id, []),
             loss_chart=Markup(
                 line_chart_svg(loss_points(run), title="Training loss", x_label="step", y_label="loss")
             ),
@@ -195,9 +199,11 @@ class UIController(Controller):
         """The approve, reject and retry buttons (CSRF-checked; same actions and rules as the API)."""
         _check_csrf(request, data)
         s, who, settings = db(request), request.user, app_state(request).settings
-        needed = {"approve": "approve", "reject": "approve", "retry": "submit"}.get(action)
+        needed = {"approve": "approve", "reject": "approve", "retry": "submit", "promote": "approve"}.get(
+            action
+        )
         if needed is None:
-            raise PermissionDeniedException(f"no action {action[:40]!r}: approve, reject or retry")
+            raise PermissionDeniedException(f"no action {action[:40]!r}: approve, reject, retry or promote")
         if not allows(who.role, needed):  # type: ignore[arg-type]
             raise PermissionDeniedException(
                 f"{who.name} has role '{who.role}'; {action} needs role '{needed}'"
@@ -206,18 +212,23 @@ class UIController(Controller):
             await actions.approve(s, settings, who, release_id)
         elif action == "reject":
             await actions.reject(s, who, release_id)
-        else:
+        elif action == "retry":
             await actions.retry(s, settings, who, release_id)
+        else:
+            await actions.promote(s, settings, who, release_id, str(data.get("channel", "")))
         return Redirect(f"/releases/{release_id}", status_code=303)
 
     @get("/adapters/{name:str}")
     async def adapter(self, request: Request[Principal, Any, Any], name: str) -> Template:
         """Version history of one adapter name, newest first."""
+        s = db(request)
         releases: list[ReleaseRead] = await list_releases(
-            db(request), ReleaseFilter(name=name[:200]), limit=1000, offset=0
+            s, ReleaseFilter(name=name[:200]), limit=1000, offset=0
         )
+        channels = await actions.channels_of(s, name[:200])
         return Template(
-            template_name="adapter.html.j2", context=_context(request, name=name, releases=releases)
+            template_name="adapter.html.j2",
+            context=_context(request, name=name, releases=releases, channels=channels),
         )
 
     @get("/audit")
