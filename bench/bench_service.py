@@ -2,8 +2,8 @@
 
 For each database and each number of HTTP processes, the real server
 (``python -m gate serve``, no queue workers) is started on loopback over a
-database holding 100 published releases with real reports (the rows a real
-release leaves, written directly: see ``tests/fixtures/service_seed.py``). wrk
+database holding 100 published releases with their gate reports and verdicts
+(the rows a release leaves, written directly: see ``tests/fixtures/service_seed.py``). wrk
 then drives, with 50 connections each for the same duration:
 
 * ``GET /health`` (no auth, ``SELECT 1``): the baseline of the HTTP stack;

@@ -2,8 +2,8 @@
 
 The server is the real ``gate serve`` (no queue workers: an approved or retried
 release stays queued, which is what the UI must show). Its database holds
-releases written as the worker records them, carrying the reports of a real
-published bundle (tests/fixtures/service_seed.py), so no gate runs here. Each
+releases written as the worker records them, with reports in the gates' schema
+(tests/fixtures/service_seed.py), so no gate runs here. Each
 page is saved as a screenshot under docs/ui/.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.service import ServiceFactory, ServiceProcess, create_token, write_run_dir
-from tests.fixtures.service_seed import SeedRelease, real_reports, seed_releases
+from tests.fixtures.service_seed import SeedRelease, seed_releases, seed_reports
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "ui"
 ARGS = [
@@ -145,7 +145,7 @@ def test_the_list_filters_by_status_and_the_release_page_shows_evidence_tables(u
     assert rows.count() == 1 and rows.first.get_attribute("data-status") == "error"
     _shot(page, "releases-filtered")
     page.goto(f"{ui.svc.url}/releases/{ui.ids['published']}")
-    real = real_reports()["reports"]
+    real = seed_reports()["reports"]
     gates = [t.inner_text() for t in page.locator("#gates tbody tr td:first-child").all()]
     assert gates == ["check", "smoke", "eval"]
     assert all(" s" in t.inner_text() for t in page.locator("#gates tbody tr td:nth-child(3)").all())
@@ -160,7 +160,7 @@ def test_the_list_filters_by_status_and_the_release_page_shows_evidence_tables(u
     assert first.nth(2).inner_text() == f"{metrics[0]['reference_score']:.4f}"
     assert first.nth(3).inner_text() == f"{metrics[0]['adapter']:.4f}"
     answers = [a for p in real["smoke"]["probes"] for a in (p.get("details") or {}).get("answers", [])]
-    assert answers, "the real smoke report has prompt answers"
+    assert answers, "the smoke report has prompt answers"
     answer_rows = page.locator("#smoke-answers tbody tr")
     assert answer_rows.count() == len(answers)
     assert answers[0]["text"].strip()[:20] in answer_rows.first.locator("td").nth(3).inner_text()
