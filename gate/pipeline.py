@@ -468,9 +468,10 @@ def _run_gates(
     emit: _Emitter,
 ) -> Verdict:
     """Run check, smoke and eval in order; write their reports into ``bundle``; return the verdict."""
-    from gate.base_model import cached_smollm2
+    from gate.contracts import resolve_base
 
-    base_dir = request.base_dir or cached_smollm2()
+    # the contract (or the run) names the base: one resolver, no SmolLM2 fallback
+    base_dir = resolve_base(contract, request.base_dir, run=request.run_dir)
     (bundle / "gate").mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     tools: dict[str, str] = {"gate": __version__, "python": platform.python_version(), **tool_versions()}

@@ -128,14 +128,15 @@ def _server(args: argparse.Namespace, base_dir: Path, contract: Contract) -> Ite
 
 
 def run(args: argparse.Namespace) -> int:
-    from gate.base_model import base_identity, cached_smollm2
+    from gate.base_model import base_identity
     from gate.contract import Contract
+    from gate.contracts import resolve_base
     from gate.errors import InputError
     from gate.evaluate import check_inputs, run_eval
     from gate.resources import default_contract
 
     contract = Contract.from_yaml(args.contract or default_contract())
-    base_dir = args.base or cached_smollm2()
+    base_dir = resolve_base(contract, args.base)
     identity = base_identity(base_dir)
     if identity != contract.base_model.identity:
         raise InputError(

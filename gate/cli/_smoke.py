@@ -89,15 +89,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gate.base_model import cached_smollm2
     from gate.console import err, print_json, progress
     from gate.contract import Contract
+    from gate.contracts import resolve_base
     from gate.gates import run_one
     from gate.resources import default_contract
     from gate.smoke import PROBES, SmokeReport
 
     contract = Contract.from_yaml(args.contract or default_contract())
-    base = args.base or cached_smollm2()
+    base = resolve_base(contract, args.base)
     with _sigterm_as_interrupt(), progress(transient=True) as bar:
         task = bar.add_task("smoke", total=len(PROBES), status="")
 

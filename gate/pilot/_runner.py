@@ -139,15 +139,15 @@ def _train_all(req: PilotRequest, out: Path, phases: dict[str, float]) -> dict[s
 def _gates_all(
     req: PilotRequest, contract: Any, out: Path, ok: dict[str, bool], phases: dict[str, float]
 ) -> None:
-    from gate.base_model import cached_smollm2
     from gate.bundle import REQUIRED_GATES
+    from gate.contracts import resolve_base
     from gate.evaluate import score_base
     from gate.gates import GateContext, ServerSource, gates_named, run_gates
 
     ready = [tk for tk in req.toolkits if ok.get(run_id(tk, 1))]
     if not ready:
         return
-    base_dir = req.base_dir or cached_smollm2()
+    base_dir = resolve_base(contract, req.base_dir)
     # One server for the whole pilot: a server that cannot start fails the smoke and eval gates of
     # every adapter (recorded in their results), not the pilot.
     with ServerSource(contract, base_dir, log_dir=out / "server", url=req.server_url) as servers:
