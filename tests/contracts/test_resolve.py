@@ -1,4 +1,4 @@
-"""One resolver for the base: explicit, the run, the contract's source, the store; never SmolLM2 by default."""
+"""One resolver for the base (explicit, run, contract source, store); never SmolLM2 by default."""
 
 from __future__ import annotations
 
