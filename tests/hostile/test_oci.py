@@ -39,7 +39,7 @@ HEX_MISMATCH = (
     r"expected sha256:[0-9a-f]{64}, got sha256:[0-9a-f]{64}"
 )
 REF = "org.opencontainers.image.ref.name"
-TIMEOUT_ENV = {"GATE_REGISTRY_TIMEOUT": "2"}
+TIMEOUT_ENV = {"GATE_REGISTRY_TIMEOUT": "1.5"}
 
 
 @dataclass(frozen=True)
@@ -402,7 +402,7 @@ def test_hostile_layout_is_refused_cleanly(case: str, release: Release, tmp_path
 
 # (probe mode, behaviour, reference: "v1" or "digest", exit, expected text)
 REGISTRY_CASES: dict[str, tuple[str, str, str, int, str]] = {
-    "probe-stalls": ("stall", "ok", "v1", 2, r"GET /v2/ timed out after 2 s"),
+    "probe-stalls": ("stall", "ok", "v1", 2, r"GET /v2/ timed out after 1.5 s"),
     "probe-body-endless": ("endless", "ok", "v1", 1, r"the /v2/ probe is over 65536 bytes"),
     "probe-answers-503": ("error", "ok", "v1", 2, r"the /v2/ probe answered HTTP 503"),
     "basic-auth-without-credentials": ("basic", "ok", "v1", 2, r"requires credentials"),
@@ -419,9 +419,9 @@ REGISTRY_CASES: dict[str, tuple[str, str, str, int, str]] = {
         "stall-manifest",
         "v1",
         2,
-        r"GET stall-manifest/adapter/manifests/v1 timed out after 2 s",
+        r"GET stall-manifest/adapter/manifests/v1 timed out after 1.5 s",
     ),
-    "manifest-drips": ("ok", "drip-manifest", "v1", 2, r"manifest v1 did not arrive within 2 s"),
+    "manifest-drips": ("ok", "drip-manifest", "v1", 2, r"manifest v1 did not arrive within 1.5 s"),
     "manifest-declares-1-gib": (
         "ok",
         "huge-manifest",
