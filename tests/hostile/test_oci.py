@@ -60,6 +60,9 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     contract = Contract.from_yaml(default_contract())
     (bundle / "gate" / "reports").mkdir(parents=True)
     shutil.copyfile(default_contract(), bundle / layout.CONTRACT)
+    for name, path in contract.referenced_files().items():  # the contract digest covers these too
+        (bundle / layout.CONTRACT_FILES / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, bundle / layout.CONTRACT_FILES / name)
     gates = tuple(layout.GateResult(name=n, status="passed", summary="ok") for n in layout.REQUIRED_GATES)
     verdict = layout.Verdict(
         passed=True,
