@@ -1,0 +1,86 @@
+"""``gate serve`` keeps one warm vLLM server for a base: several releases, one server process.
+
+One worker and no ``--vllm-url``: the worker's pool boots vLLM once for the
+contract's (base identity, serving configuration) and every release leases it.
+A NaN adapter submitted between two healthy releases is stopped before it reaches
+the server, and the releases after it are gated on the same, unpoisoned server.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.service import ServiceFactory
+from tests.service.test_release_e2e import follow_events, release_server
+
+pytestmark = pytest.mark.slow
+
+
+def _nan_run(run: Path, out: Path) -> Path:
+    """A copy of ``run`` with one NaN in its weights, its run record updated to match the bytes."""
+    import hashlib
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(run, out, symlinks=False)
+    weights = out / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    first = sorted(k for k in tensors if "lora_B" in k)[0]
+    tensors[first][0, 0] = float("nan")
+    save_file(tensors, str(weights))
+    record = json.loads((out / "run.json").read_text())
+    data = weights.read_bytes()
+    record["adapter"]["files"]["adapter_model.safetensors"] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+    (out / "run.json").write_text(json.dumps(record, indent=2))
+    return out
+
+
+def test_three_releases_of_one_run_share_one_warm_server_and_a_nan_adapter_poisons_nothing(
+    service_factory: ServiceFactory, trained_adapter_run: Path, docker_registry: Any, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    healthy = runs / "healthy"
+    shutil.copytree(trained_adapter_run, healthy, symlinks=False)
+    nan = _nan_run(trained_adapter_run, runs / "nan")
+    svc = release_server(
+        service_factory, runs_root=runs, registry=docker_registry, vllm_url="", keys=tmp_path, workers=1
+    ).start()
+    order = [
+        ("warm", "1.0.0", healthy),
+        ("warm-nan", "1.0.0", nan),
+        ("warm", "1.0.1", healthy),
+        ("warm", "1.0.2", healthy),
+    ]
+    outcomes = []
+    leases = []
+    for name, version, run in order:
+        with svc.client("submit") as c:
+            r = c.post("/api/releases", json={"name": name, "version": version, "run": str(run)})
+            assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        events = follow_events(svc, rid)
+        leases += [d for k, d in events if k == "server.lease"]
+        with svc.client("read") as c:
+            outcomes.append(c.get(f"/api/releases/{rid}").json())
+    statuses = [o["status"] for o in outcomes]
+    assert statuses == ["published", "failed", "published", "published"], [
+        (o["status"], o["error"]) for o in outcomes
+    ]
+    # The NaN adapter stopped before any server saw it.
+    assert outcomes[1]["verdict"]["stopped_at"] == "check"
+    # One server process gated all three healthy releases: one lease per release, one URL and pid.
+    assert len(leases) == 3 and len({(d["url"], d["pid"]) for d in leases}) == 1, leases
+    boots = list((svc.settings.data_dir / "pools").rglob("vllm-*.log"))
+    assert len(boots) == 1, boots
+    for version, digest_of in (("1.0.0", 0), ("1.0.1", 2), ("1.0.2", 3)):
+        digest, _ = docker_registry.manifest("adapters/warm", version)
+        assert outcomes[digest_of]["digest"] == digest
