@@ -274,32 +274,40 @@ def test_the_job_declares_pytorchs_cpu_wheel_page_and_no_python_downloads() -> N
 
 
 @pytest.mark.slow
-@pytest.mark.extended
-def test_release_workflow_releases_the_embedded_default_and_the_verify_action_accepts_it(
-    tmp_path: Path, trained_adapter_run: Path, vllm_server: Any, docker_registry: Any
+def test_release_workflow_releases_from_a_bare_runner_and_the_verify_action_accepts_it(
+    tmp_path: Path, trained_adapter_run: Path, docker_registry: Any
 ) -> None:
     ws = _workspace(tmp_path)
     shutil.copytree(trained_adapter_run, ws / "runs" / "capitals", symlinks=True)
     _, public = _keys(ws)
     target = docker_registry.ref("octo-org/capitals", "v1")
+    tools = _setup_python(tmp_path)
     runner = LocalRunner(
-        ws, environ=_base_environ(dev_gate=False), secrets={"REGISTRY_PASSWORD": docker_registry.password}
+        ws,
+        environ=_bare_runner_environ(tmp_path, tools),
+        secrets={"REGISTRY_PASSWORD": docker_registry.password},
     )
     inputs = _release_inputs(
         **{
             "run-dir": "runs/capitals",
             "to": target,
-            "server": vllm_server.url,
             "sign-method": "key",
             "sign-key": "keys/signing.pem",
             "registry-username": docker_registry.username,
             # The workflow's own install step installs gate from this checkout.
             "gate-path": str(ROOT),
+            "find-links": _cpu_torch_find_links(),
         }
     )
     job = _run_release_job(runner, inputs)
     assert job.succeeded, job.log[-6000:]
     assert [s.name for s in job.steps if s.ran] == [_PYTHONS, "install", "train", "release"]
+    # Everything gate built lives under the runner's fresh HOME: the environments were built
+    # there from the committed locks, and gate booted its own vLLM (no server input).
+    home_envs = Path(runner.base_env["HOME"]) / ".cache" / "gate" / "envs"
+    built = {json.loads(m.read_text())["name"] for m in home_envs.glob("*/gate-env.json")}
+    assert {"vllm", "reference", "lm-eval"} <= built
+    assert len(job.step("install").outputs["env-key"]) == 32
     release = job.step("release")
     assert release.outputs["exit-code"] == "0"
     assert release.outputs["released"] == "true"
