@@ -106,9 +106,17 @@ def _cpu_torch_find_links() -> str:
 def _workspace(tmp_path: Path) -> Path:
     """The caller's repository: the contracts it releases under."""
     ws = tmp_path / "workspace"
-    # The contract names files relative to itself (chat template, ../examples/ eval tasks).
     shutil.copytree(ROOT / "contracts", ws / "contracts")
     shutil.copytree(ROOT / "examples", ws / "examples")
+    # A caller's contract keeps what it references beside it (gate refuses paths leading outside
+    # the contract's directory; only gate's own shipped contract may reach its shipped examples).
+    shutil.copytree(ROOT / "examples" / "smollm2" / "eval", ws / "contracts" / "eval")
+    contract = ws / "contracts" / "smollm2-vllm.yaml"
+    text = contract.read_text(encoding="utf-8")
+    assert text.count("tasks_dir: ../examples/smollm2/eval") == 1
+    contract.write_text(
+        text.replace("tasks_dir: ../examples/smollm2/eval", "tasks_dir: eval"), encoding="utf-8"
+    )
     return ws
 
 
