@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= dev,service
-APT_PACKAGES ?= chromium docker-registry postgresql-15 skopeo
+APT_PACKAGES ?= chromium docker-registry postgresql-15 skopeo wrk
 
 .PHONY: setup system-deps workflow-tools test lint typecheck demo bench clean
 
