@@ -200,8 +200,11 @@ def contained_path(root: Path, rel: object, *, where: str, extra_roots: Sequence
         raise InputError(
             f"{where}: {rel!r:.200} is an absolute path; name files relative to the file naming them",
         )
+    # Compare absolute paths: a contract named relatively (contracts/x.yaml) is the same file.
+    root = Path(os.path.abspath(root))
+    roots = (root, *(Path(os.path.abspath(r)) for r in extra_roots))
     candidate = Path(os.path.normpath(root / rel))
-    inside = next((r for r in (root, *extra_roots) if candidate == r or r in candidate.parents), None)
+    inside = next((r for r in roots if candidate == r or r in candidate.parents), None)
     if inside is None:
         raise InputError(
             f"{where}: {rel!r:.200} leads outside {root}", hint="keep referenced files beside it"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gate.console import err, print_json
+
+if TYPE_CHECKING:
+    from gate.contract import Contract
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +78,21 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _power(contract: Contract) -> tuple[list[dict[str, Any]], list[str], bool]:
+    """The eval tasks' power before any run: JSON rows, warning lines, and whether the contract fails them."""
+    from gate.errors import InputError
+    from gate.evaluate import power_plan
+
+    try:
+        plans = power_plan(contract)
+    except InputError as e:
+        return [], [f"eval power not stated: {e.message}"], False
+    confidence = contract.eval.confidence
+    lines = [p.message(confidence) for p in plans if p.underpowered]
+    fails = contract.eval.underpowered == "fail" and bool(lines)
+    return [p.to_dict() for p in plans], lines, fails
+
+
 def _verify(args: argparse.Namespace) -> int:
     from gate.contract import Contract
     from gate.contracts import verify_against_base
@@ -81,20 +100,28 @@ def _verify(args: argparse.Namespace) -> int:
 
     contract = Contract.from_yaml(args.contract)
     mismatches = verify_against_base(contract, args.base, render=not args.no_render)
+    power, weak, power_fails = _power(contract)
+    failed = bool(mismatches) or power_fails
     if args.json:
         print_json(
             {
                 "contract": str(args.contract),
                 "base": str(args.base),
                 "identity": compute_identity(args.base).identity,
-                "ok": not mismatches,
+                "ok": not failed,
                 "mismatches": [m.to_json() for m in mismatches],
+                "power": power,
+                "underpowered": weak,
             }
         )
-    elif not mismatches:
+        return 1 if failed else 0
+    if not mismatches:
         print(f"{args.contract}: every base fact matches {args.base}")
     else:
         print(f"{args.contract}: {len(mismatches)} mismatch(es) with {args.base}")
         for m in mismatches:
             print(f"  {m.field}: {m.message}")
-    return 1 if mismatches else 0
+    label = "error" if power_fails else "warning"
+    for line in weak:
+        print(f"  {label}: {line} (eval.underpowered: {contract.eval.underpowered})")
+    return 1 if failed else 0

@@ -29,6 +29,7 @@ from __future__ import annotations
 from gate.evaluate._baseline import Baseline, load_baseline, verified_baseline
 from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._gate import check_inputs, run_eval
+from gate.evaluate._power import PowerPlan, power_plan
 from gate.evaluate._report import EvalReport, render_markdown
 from gate.evaluate._runner import score_base
 from gate.evaluate._scores import ModelScores
@@ -37,9 +38,11 @@ __all__ = [
     "Baseline",
     "EvalReport",
     "ModelScores",
+    "PowerPlan",
     "check_inputs",
     "lm_eval_env_spec",
     "load_baseline",
+    "power_plan",
     "render_markdown",
     "run_eval",
     "score_base",

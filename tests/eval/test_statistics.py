@@ -188,3 +188,28 @@ def test_every_judged_metric_names_its_test_and_minimum_detectable_regression() 
     data = verdict.to_dict()
     assert data["test"] == "mcnemar-exact"
     assert isinstance(data["min_detectable_regression"], float)
+
+
+def test_shipped_contract_named_by_a_relative_path_states_its_power(
+    base_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gate.cli import main
+    from gate.resources import contracts_dir
+
+    monkeypatch.chdir(contracts_dir().parent)
+    code = main(
+        [
+            "contract",
+            "verify",
+            "contracts/smollm2-vllm.yaml",
+            "--base",
+            str(base_model_dir),
+            "--no-render",
+            "--json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["ok"] is True  # underpowered is a warning under this contract
+    assert [p["key"] for p in data["power"]] == ["capitals_terse/exact_match,strip", "smollm2_mc/acc,none"]
+    assert [p["n"] for p in data["power"]] == [50, 32]
+    assert len(data["underpowered"]) == 2 and "cannot detect max_regression 0.1000" in data["underpowered"][1]
