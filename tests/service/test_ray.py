@@ -46,7 +46,7 @@ def test_the_ray_executor_runs_a_release_in_a_pool_actor_on_a_local_instance(
         audit = c.get("/api/audit", params={"release_id": rid}).json()
     # The release ran to its outcome inside the actor: the pipeline's events, the verdict, the audit entries.
     assert done["status"] == "failed", (done["error"], svc.log.read_text()[-3000:])
-    assert done["verdict"]["stopped_at"] == "check"
+    assert done["verdict"]["verdict"]["stopped_at"] == "check"
     assert [d.get("gate") for k, d in events if k == "gate.finish"] == ["check"]
     assert [a["action"] for a in audit] == ["submitted", "failed"]
     assert docker_registry.tags("adapters/ray") == []

@@ -76,7 +76,7 @@ def test_three_releases_of_one_run_share_one_warm_server_and_a_nan_adapter_poiso
         (o["status"], o["error"]) for o in outcomes
     ]
     # The NaN adapter stopped before any server saw it.
-    assert outcomes[1]["verdict"]["stopped_at"] == "check"
+    assert outcomes[1]["verdict"]["verdict"]["stopped_at"] == "check"
     # One server process gated all three healthy releases: one lease per release, one URL and pid.
     assert len(leases) == 3 and len({(d["url"], d["pid"]) for d in leases}) == 1, leases
     boots = list((svc.settings.data_dir / "pools").rglob("vllm-*.log"))
