@@ -686,6 +686,8 @@ def _collect_adapter(trainer: Trainer, ctx: RunContext) -> AdapterInfo:
         else:
             changes.append(name)
     _normalise_adapter_config(partial / "adapter_config.json", ctx.resolved.base_dir)
+    if _normalise_model_card(partial / "README.md", ctx.model_dir, ctx.resolved.base_dir):
+        fixes.append("README.md: the model card named this run's staged base view; it names the base")
     files = {
         p.name: AdapterFile(sha256=file_sha256(p), size=p.stat().st_size) for p in sorted(partial.iterdir())
     }
@@ -745,6 +747,23 @@ def _normalise_adapter_config(path: Path, base_dir: Path) -> None:
         new["target_modules"] = sorted(new["target_modules"], key=str)
     if new != cfg:
         path.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _normalise_model_card(path: Path, staged: Path, base_dir: Path) -> bool:
+    """Name the base, not this run's staged view of it, in the model card a toolkit wrote.
+
+    PEFT's model card records the path it loaded the base from; with a template view
+    that is ``RUN/model``, so two identical trainings in two run directories would
+    otherwise differ in README.md alone. Returns whether the card changed.
+    """
+    if staged == base_dir or not path.is_file() or path.is_symlink() or path.stat().st_size > 4 << 20:
+        return False
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    new = text.replace(str(staged), str(base_dir))
+    if new == text:
+        return False
+    path.write_text(new, encoding="utf-8", errors="surrogateescape")
+    return True
 
 
 class _Run:

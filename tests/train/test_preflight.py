@@ -129,7 +129,7 @@ def test_bundled_spec_passes_preflight_with_check_and_servable_smoke(
         default_contract_path,
         "unsloth",
         out_dir=tmp_path / "pf",
-        server=vllm_server,
+        server_url=vllm_server.url,  # type: ignore[attr-defined]
         quiet=True,
     )
     assert report.static_passed, [f.to_dict() for f in report.static]

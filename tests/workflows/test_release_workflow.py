@@ -399,14 +399,15 @@ def test_train_step_trains_the_embedded_default_spec_into_the_run_dir(
 def test_release_workflow_stops_a_failing_adapter_with_annotations_and_publishes_nothing(
     tmp_path: Path, trained_adapter_run: Path, docker_registry: Any
 ) -> None:
+    from tests.fixtures.run_records import write_run_record
     from tests.fixtures.serving import write_lora
 
     ws = _workspace(tmp_path)
     run = ws / "runs" / "too-big"
     (run / "adapter").mkdir(parents=True)
-    shutil.copyfile(trained_adapter_run / "run.json", run / "run.json")
     # Rank 64 on a contract that serves max_lora_rank 16: the static check gate refuses it.
     write_lora(run / "adapter", rank=64, alpha=128)
+    write_run_record(run, name="too-big")  # a record that matches these adapter bytes
     private, _ = _keys(ws)
     runner = LocalRunner(
         ws, environ=_base_environ(dev_gate=True), secrets={"REGISTRY_PASSWORD": docker_registry.password}
