@@ -45,6 +45,7 @@ __all__ = [
     "EnvSpec",
     "Install",
     "ensure",
+    "file_lock",
     "find_interpreter",
     "gate_home",
     "has_cuda",
@@ -243,7 +244,8 @@ def _uv() -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created with its directory) for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -337,7 +339,7 @@ def ensure(spec: EnvSpec, *, quiet: bool = False) -> Env:
     if ready is not None:
         return ready
     path = env_dir(spec)
-    with _locked(path.with_name(path.name + ".lock")):
+    with file_lock(path.with_name(path.name + ".lock")):
         ready = load(spec)
         if ready is not None:
             return ready

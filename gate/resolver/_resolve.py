@@ -10,17 +10,16 @@ that did not pass every check; a cache entry that no longer verifies is removed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from gate.envs import file_lock
 from gate.errors import Error, GateFailure
 from gate.resolver._config import NAME, ResolverConfig, Signer
 from gate.signing import TrustPolicy
@@ -93,17 +92,6 @@ def _policy(signer: Signer) -> TrustPolicy:
     )
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path, followlinks=False):
@@ -156,7 +144,7 @@ def _resolve(config: ResolverConfig, requested: str) -> tuple[str, Path, bool]:
         raise _Refused("revoked", f"release {digest} is revoked on this server", digest)
     entry = config.cache_dir / digest.removeprefix("sha256:")
     bundle = entry / "bundle"
-    with _locked(config.cache_dir / ".locks" / f"{entry.name}.lock"):
+    with file_lock(config.cache_dir / ".locks" / f"{entry.name}.lock"):
         cached = bundle.is_dir()
         if cached:
             try:
