@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -39,26 +37,7 @@ import httpx  # noqa: E402
 from gate.console import atomic_write_json  # noqa: E402
 from tests.fixtures.registry import running_registry  # noqa: E402
 from tests.fixtures.service import _Services  # noqa: E402
-
-
-def _candidate(run: Path, out: Path, index: int) -> Path:
-    """A copy of ``run`` with one weight nudged (a distinct digest), its run record matching the bytes."""
-    from safetensors.numpy import load_file, save_file
-
-    shutil.copytree(run, out, symlinks=False)
-    weights = out / "adapter" / "adapter_model.safetensors"
-    tensors = load_file(str(weights))
-    first = sorted(k for k in tensors if "lora_B" in k)[0]
-    tensors[first][0, 0] += 1e-4 * (index + 1)
-    save_file(tensors, str(weights))
-    record = json.loads((out / "run.json").read_text())
-    data = weights.read_bytes()
-    record["adapter"]["files"]["adapter_model.safetensors"] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-    }
-    (out / "run.json").write_text(json.dumps(record, indent=2))
-    return out
+from tests.fixtures.training import edited_run  # noqa: E402
 
 
 def _wait(client: httpx.Client, rid: int, timeout: float) -> dict[str, Any]:
@@ -133,7 +112,8 @@ def main() -> int:
         work = Path(tmp)
         runs = work / "runs"
         runs.mkdir()
-        candidates = [_candidate(trained, runs / f"c{i}", i) for i in range(args.n)]
+        # Each candidate a distinct adapter: one weight nudged, its record matching the bytes.
+        candidates = [edited_run(trained, runs / f"c{i}", nudge=1e-4 * (i + 1)) for i in range(args.n)]
         with running_registry(work / "registry") as registry:
             for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
                 results[mode] = run_mode(mode, candidates, runs, registry, work)

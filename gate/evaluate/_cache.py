@@ -38,7 +38,7 @@ from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._runner import Server
 from gate.evaluate._scores import ModelScores
 
-__all__ = ["ScoreKey", "base_key", "enabled", "load", "store"]
+__all__ = ["ScoreKey", "base_key", "cached_base", "enabled", "load", "store"]
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "_envscripts" / "lm_eval_run.py"
 _MAX_ENTRY_BYTES = 256 << 20
@@ -99,6 +99,21 @@ def base_key(contract: Contract, server: Server, *, tasks_sha256: str, limit: in
         served_model=server.served_model,
         server_version=version,
     )
+
+
+def cached_base(
+    contract: Contract, server: Server, *, tasks_sha256: str, limit: int | None
+) -> tuple[ScoreKey | None, ModelScores | None]:
+    """The base's score key on ``server`` and its stored scores (None, None when the store is off)."""
+    if not enabled():
+        return None, None
+    key = base_key(contract, server, tasks_sha256=tasks_sha256, limit=limit)
+    found = load(key)
+    if found is not None:
+        from gate.console import err
+
+        err.print(f"gate eval: base scores reused from the score cache ({key.digest()[:12]})")
+    return key, found
 
 
 def _root() -> Path:

@@ -181,12 +181,10 @@ def run_eval(
 
     key: _cache.ScoreKey | None = None
     base_source = "session" if reuse_base else None
-    if baseline_scores is None and not reuse_base and _cache.enabled():
-        key = _cache.base_key(contract, server, tasks_sha256=tasks.sha256, limit=limit)
-        cached = _cache.load(key)
+    if baseline_scores is None and not reuse_base:
+        key, cached = _cache.cached_base(contract, server, tasks_sha256=tasks.sha256, limit=limit)
         if cached is not None:
             base_scores, reuse_base, base_source = cached, True, "cache"
-            err.print(f"gate eval: base scores reused from the score cache ({key.digest()[:12]})")
     lora_name = f"gate-eval-{uuid.uuid4().hex[:12]}"
     models = [("adapter", lora_name)]
     if baseline_scores is None and not reuse_base:

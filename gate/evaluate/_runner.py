@@ -270,14 +270,8 @@ def score_base(
     from gate.evaluate import _cache
 
     tasks = task_set(contract)
-    key = (
-        _cache.base_key(contract, server, tasks_sha256=tasks.sha256, limit=limit)
-        if _cache.enabled()
-        else None
-    )
-    cached = _cache.load(key) if key is not None else None
+    key, cached = _cache.cached_base(contract, server, tasks_sha256=tasks.sha256, limit=limit)
     if cached is not None:
-        err.print(f"gate eval: base scores reused from the score cache ({key.digest()[:12] if key else ''})")
         return cached
     scores = score_models(
         [("base", server.served_model)],

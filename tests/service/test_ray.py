@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.service import ServiceFactory
+from tests.fixtures.training import edited_run
 from tests.service.test_release_e2e import follow_events, release_server
-from tests.smoke.test_service_pool import _nan_run
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def test_the_ray_executor_runs_a_release_in_a_pool_actor_on_a_local_instance(
 ) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
-    run = _nan_run(trained_adapter_run, runs / "nan")
+    run = edited_run(trained_adapter_run, runs / "nan", float("nan"))
     svc = release_server(
         service_factory,
         runs_root=runs,

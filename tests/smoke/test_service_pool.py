@@ -8,7 +8,6 @@ the server, and the releases after it are gated on the same, unpoisoned server.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,31 +15,10 @@ from typing import Any
 import pytest
 
 from tests.fixtures.service import ServiceFactory
+from tests.fixtures.training import edited_run
 from tests.service.test_release_e2e import follow_events, release_server
 
 pytestmark = pytest.mark.slow
-
-
-def _nan_run(run: Path, out: Path) -> Path:
-    """A copy of ``run`` with one NaN in its weights, its run record updated to match the bytes."""
-    import hashlib
-
-    from safetensors.numpy import load_file, save_file
-
-    shutil.copytree(run, out, symlinks=False)
-    weights = out / "adapter" / "adapter_model.safetensors"
-    tensors = load_file(str(weights))
-    first = sorted(k for k in tensors if "lora_B" in k)[0]
-    tensors[first][0, 0] = float("nan")
-    save_file(tensors, str(weights))
-    record = json.loads((out / "run.json").read_text())
-    data = weights.read_bytes()
-    record["adapter"]["files"]["adapter_model.safetensors"] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-    }
-    (out / "run.json").write_text(json.dumps(record, indent=2))
-    return out
 
 
 def test_three_releases_of_one_run_share_one_warm_server_and_a_nan_adapter_poisons_nothing(
@@ -50,7 +28,7 @@ def test_three_releases_of_one_run_share_one_warm_server_and_a_nan_adapter_poiso
     runs.mkdir()
     healthy = runs / "healthy"
     shutil.copytree(trained_adapter_run, healthy, symlinks=False)
-    nan = _nan_run(trained_adapter_run, runs / "nan")
+    nan = edited_run(trained_adapter_run, runs / "nan", float("nan"))
     svc = release_server(
         service_factory, runs_root=runs, registry=docker_registry, vllm_url="", keys=tmp_path, workers=1
     ).start()
