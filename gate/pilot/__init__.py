@@ -5,7 +5,8 @@ gates and compares; see ``docs/pilot.md``. Example::
 
     from gate.pilot import PilotRequest, run_pilot
 
-    result = run_pilot(PilotRequest(Path("examples/smollm2/train.yaml"), ("unsloth",), Path("pilot")))
+    spec = Path("examples/smollm2/train.yaml")
+    result = run_pilot(PilotRequest(spec, ("unsloth",), Path("pilot"), contract_path="smollm2"))
     result.matrix.complete, result.files["html"]
 """
 
@@ -19,6 +20,7 @@ from gate.pilot._runner import (
     PilotRequest,
     PilotResult,
     load_matrix,
+    rescore,
     run_pilot,
     write_outputs,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "render_fragment",
     "render_html",
     "render_markdown",
+    "rescore",
     "run_pilot",
     "same_value",
     "score_chart_svg",

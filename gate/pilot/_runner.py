@@ -3,10 +3,12 @@
 A pilot is an ordinary set of runs (``OUT/runs/<toolkit>-<i>/`` are RUN_DIRs made
 by :func:`gate.training.train`, releasable with ``gate release --run``). The
 gates run through :func:`gate.gates.run_gates`, the code a release uses, on
-repeat 1 of each toolkit, against one vLLM server for the whole pilot; the base
-model is scored once and reused as every adapter's comparison. A failing gate is
-data in the matrix; a toolkit whose training fails is recorded as a failed run
-and the pilot goes on.
+repeat 1 of each toolkit. The server comes from the one
+:class:`gate.gates.ServerSource`: a warm pool booted once for the whole pilot
+(its base-model canary read before and after every candidate, a poisoned server
+restarted), or the server named by ``--server``. The base model is scored once
+and reused as every adapter's comparison. A failing gate is data in the matrix;
+a toolkit whose training fails is recorded as a failed run and the pilot goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from gate.pilot._matrix import PilotMatrix
 from gate.pilot._render import render_html, render_markdown, score_chart_svg
 from gate.pilot._weights import Weights
 
-__all__ = ["PilotRequest", "PilotResult", "run_pilot", "write_outputs"]
+__all__ = ["PilotRequest", "PilotResult", "rescore", "run_pilot", "write_outputs"]
 
 MATRIX_FILE = "pilot.json"
 MARKDOWN_FILE = "pilot.md"
@@ -45,13 +48,15 @@ class PilotRequest:
     out_dir: Path
     repeats: int = 2
     steps: int | None = None
-    contract_path: Path | None = None
+    #: ``--contract``: a file or a builtin name (required: no silent default).
+    contract_path: Path | str | None = None
     weights_path: Path | None = None
     #: Score only the first N documents of each eval task (lm-eval ``limit``); None: every document.
     eval_limit: int | None = None
     #: An already running vLLM server (else one is started for the pilot and stopped after).
     server_url: str | None = None
-    base_dir: Path | None = None
+    #: ``--base``: a directory or a builtin name (else the contract's own ``base_model.source``).
+    base: Path | str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class PilotResult:
 
 def _validate(req: PilotRequest) -> tuple[Any, Weights]:
     from gate.contract import Contract
-    from gate.resources import default_contract
+    from gate.contracts import resolve_contract
     from gate.spec import TrainSpec
     from gate.training import trainers
 
@@ -87,7 +92,7 @@ def _validate(req: PilotRequest) -> tuple[Any, Weights]:
     if req.eval_limit is not None and req.eval_limit < 1:
         raise InputError(f"--eval-limit must be at least 1, not {req.eval_limit}")
     TrainSpec.from_yaml(req.spec_path)
-    contract = Contract.from_yaml(req.contract_path or default_contract())
+    contract = Contract.from_yaml(resolve_contract(req.contract_path))
     weights = Weights.load(req.weights_path) if req.weights_path else Weights()
     out = req.out_dir
     if out.is_symlink():
@@ -137,35 +142,50 @@ def _train_all(req: PilotRequest, out: Path, phases: dict[str, float]) -> dict[s
 
 
 def _gates_all(
-    req: PilotRequest, contract: Any, out: Path, ok: dict[str, bool], phases: dict[str, float]
-) -> None:
+    req: PilotRequest, contract: Any, base_dir: Path, out: Path, ok: dict[str, bool], phases: dict[str, float]
+) -> dict[str, Any]:
+    """Gate repeat 1 of every trained toolkit on one server; return how that server was used."""
     from gate.bundle import REQUIRED_GATES
-    from gate.contracts import resolve_base
     from gate.evaluate import score_base
-    from gate.gates import GateContext, ServerSource, gates_named, run_gates
+    from gate.gates import GateContext, ServerSource, gates_named, installed_pools, run_gates
+    from gate.serving import WarmPool
 
     ready = [tk for tk in req.toolkits if ok.get(run_id(tk, 1))]
+    serving: dict[str, Any] = {"mode": "attached" if req.server_url else "warm pool", "canary": []}
     if not ready:
-        return
-    base_dir = resolve_base(contract, req.base_dir)
-    # One server for the whole pilot: a server that cannot start fails the smoke and eval gates of
-    # every adapter (recorded in their results), not the pilot.
-    with ServerSource(contract, base_dir, log_dir=out / "server", url=req.server_url) as servers:
+        return serving
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if req.server_url is None and installed_pools() is None:
+            pool = stack.enter_context(WarmPool(contract, log_dir=out / "server"))
+        servers = stack.enter_context(
+            ServerSource(contract, base_dir, log_dir=out / "server", url=req.server_url, pool=pool)
+        )
+        serving["mode"] = {"pooled": "warm pool", "attached": "attached", "started": "started"}[servers.mode]
+        # One server for the whole pilot: a server that cannot start fails the smoke and eval gates of
+        # every adapter (recorded in their results), not the pilot.
         with (
-            _phase(phases, "server.start", "starting one vLLM server for the pilot"),
+            _phase(phases, "server.start", "booting the pilot's warm server (canary read at boot)"),
             contextlib.suppress(Error),
         ):
             servers.get()
         base_scores = None
         with _phase(phases, "eval.base", "scoring the base model once"):
-            try:
-                base_scores = score_base(
+
+            def compute() -> Any:
+                return score_base(
                     contract,
                     server=servers.get(),
                     base_dir=base_dir,
                     out_dir=out / "base-eval",
                     limit=req.eval_limit,
                 )
+
+            try:
+                # The eval gate looks the base up under the same key, so it never scores it again.
+                key = (contract.sha256, req.eval_limit)
+                live = servers.pool
+                base_scores = live.base_scores(base_dir, key, compute) if live is not None else compute()
             except Error as e:
                 # Each eval then scores the base itself (slower, same verdicts) or fails with the reason.
                 err.print(f"[yellow]gate pilot: base scoring failed ({e.message})[/yellow]")
@@ -188,8 +208,27 @@ def _gates_all(
                     stop_on_failure=False,
                     emit=_gate_event(tk),
                 )
+                serving["canary"].append(_canary_after(servers, base_dir, tk))
             status = ", ".join(f"{r.name} {r.status}" for r in outcome.results)
             err.print(f"gate pilot: {tk}: {status}")
+        if servers.pool is not None:
+            serving["boots"] = servers.pool.boots
+            serving["restarts"] = servers.pool.restarts
+    return serving
+
+
+def _canary_after(servers: Any, base_dir: Path, toolkit: str) -> dict[str, Any]:
+    """The pool's canary after a toolkit's last gate (the eval hot-loads the adapter too)."""
+    pool = servers.pool
+    if pool is None:
+        return {"toolkit": toolkit, "ok": None, "reason": "no warm pool (attached server)"}
+    try:
+        result = pool.check(base_dir)
+    except Error as e:
+        return {"toolkit": toolkit, "ok": False, "reason": e.message}
+    if not result.ok:
+        err.print(f"[red]gate pilot: the canary failed after {toolkit}'s gates: {result.reason}[/red]")
+    return {"toolkit": toolkit, **result.to_dict()}
 
 
 def _gate_event(toolkit: str) -> Callable[[dict[str, Any]], None]:
@@ -222,6 +261,28 @@ def eval_metric_keys(contract: Any) -> list[str]:
     return [f"{t.task}/{t.metric},{t.filter}" for t in contract.eval.tasks]
 
 
+def _spec_steps(spec_path: Path) -> int | None:
+    from gate.spec import TrainSpec
+
+    return TrainSpec.from_yaml(spec_path).training.max_steps
+
+
+def _base_dir(req: PilotRequest, contract: Any) -> Path:
+    """The base every adapter is gated on: ``--base``, else the contract's own source (checked up front)."""
+    from gate.base_model import base_identity
+    from gate.contracts import resolve_base
+
+    base_dir = resolve_base(contract, req.base)
+    identity = base_identity(base_dir)
+    if identity != contract.base_model.identity:
+        raise InputError(
+            f"the base model {base_dir} is not the one {contract.source_path} names "
+            f"({identity} != {contract.base_model.identity})",
+            hint="pass --base with the contract's base model",
+        )
+    return base_dir
+
+
 def run_pilot(req: PilotRequest) -> PilotResult:
     """Train, gate and compare (see the module docstring); write the matrix files into ``req.out_dir``.
 
@@ -230,6 +291,7 @@ def run_pilot(req: PilotRequest) -> PilotResult:
     from gate.training import Host
 
     contract, weights = _validate(req)
+    base_dir = _base_dir(req, contract)
     out = req.out_dir
     out.mkdir(parents=True, exist_ok=True)
     weights_file: str | None = None
@@ -240,7 +302,7 @@ def run_pilot(req: PilotRequest) -> PilotResult:
     phases: dict[str, float] = {}
     started = time.monotonic()
     ok = _train_all(req, out, phases)
-    _gates_all(req, contract, out, ok, phases)
+    serving = _gates_all(req, contract, base_dir, out, ok, phases)
     t0 = time.monotonic()
     spec_bytes = Path(req.spec_path).read_bytes()
     matrix = build_matrix(
@@ -259,16 +321,67 @@ def run_pilot(req: PilotRequest) -> PilotResult:
         settings={
             "toolkits": list(req.toolkits),
             "repeats": req.repeats,
-            "steps": req.steps,
+            # The steps every run took: the override, else the spec's own max_steps.
+            "steps": req.steps if req.steps is not None else _spec_steps(req.spec_path),
             "eval_limit": req.eval_limit,
             "device": Host.detect().device_name,
-            "server": "attached" if req.server_url else "started for the pilot",
+            "server": serving["mode"],
+            "serving": serving,
         },
         phases={**phases, "matrix": time.monotonic() - t0, "total": time.monotonic() - started},
     )
     files = write_outputs(matrix, out)
     verdict = "complete" if matrix.complete else f"INCOMPLETE ({len(matrix.missing)} cell(s) not measured)"
     err.print(f"gate pilot: matrix {verdict}: {files['html']}")
+    return PilotResult(matrix, out, files)
+
+
+def _weights_of(out: Path, old: PilotMatrix, weights_path: Path | None) -> tuple[Weights, str | None]:
+    if weights_path is not None:
+        weights = Weights.load(weights_path)
+        inputs = out / "inputs"
+        inputs.mkdir(exist_ok=True)
+        for stale in inputs.glob("weights.*"):
+            stale.unlink()
+        weights_file = f"inputs/weights{weights_path.suffix or '.yaml'}"
+        shutil.copyfile(weights_path, out / weights_file)
+        return weights, weights_file
+    kept = sorted((out / "inputs").glob("weights.*")) if old.weights_source != "default" else []
+    if kept:
+        return Weights.load(kept[0]), f"inputs/{kept[0].name}"
+    return Weights(), None
+
+
+def rescore(out_dir: Path, *, weights_path: Path | None = None) -> PilotResult:
+    """Rebuild and re-score the matrix of the pilot in ``out_dir`` from its run records and gate reports.
+
+    Nothing trains or runs: the cells are traced again from the same files, so a
+    newer scoring, or other weights (``weights_path``), apply to a finished pilot.
+    """
+    out = Path(out_dir)
+    old = load_matrix(out / MATRIX_FILE)
+    weights, weights_file = _weights_of(out, old, weights_path)
+    metrics = [
+        c.key.removeprefix("eval.").removesuffix(".delta")
+        for c in old.criteria
+        if c.key.startswith("eval.") and c.key.endswith(".delta")
+    ]
+    settings = dict(old.settings)
+    toolkits = tuple(str(t) for t in settings.get("toolkits") or [t.toolkit for t in old.toolkits])
+    matrix = build_matrix(
+        out,
+        toolkits=toolkits,
+        repeats=int(settings.get("repeats") or 1),
+        eval_metrics=metrics,
+        weights=weights,
+        weights_file=weights_file,
+        spec=old.spec,
+        contract=old.contract,
+        settings={**settings, "rescored_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        phases=old.phases,
+    )
+    files = write_outputs(matrix, out)
+    err.print(f"gate pilot: matrix rebuilt from {out}: {files['html']}")
     return PilotResult(matrix, out, files)
 
 

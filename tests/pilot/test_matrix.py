@@ -255,4 +255,15 @@ def test_a_non_empty_out_directory_is_refused(default_spec_path: Path, tmp_path:
 
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(InputError, match="not an empty directory"):
-        run_pilot(PilotRequest(default_spec_path, ("unsloth",), tmp_path))
+        run_pilot(PilotRequest(default_spec_path, ("unsloth",), tmp_path, contract_path="smollm2"))
+
+
+def test_a_pilot_without_contract_exits_2_naming_the_flag(
+    default_spec_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gate.cli import main
+
+    out = tmp_path / "out"
+    assert main(["pilot", str(default_spec_path), "--toolkits", "unsloth", "--out", str(out)]) == 2
+    assert "no contract given: pass --contract FILE" in capsys.readouterr().err
+    assert not out.exists()
