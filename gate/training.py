@@ -374,6 +374,9 @@ class Trainer(ABC):
     config_filename: ClassVar[str]
     #: Distribution whose version is the toolkit version.
     dist_name: ClassVar[str]
+    #: Why the native config is not what the toolkit's users write (None: it is). A pilot then
+    #: counts no config lines or settings for this toolkit rather than compare unlike files.
+    no_native_config: ClassVar[str | None] = None
 
     @abstractmethod
     def env_spec(self, host: Host) -> EnvSpec:

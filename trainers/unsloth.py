@@ -32,6 +32,9 @@ class UnslothTrainer(Trainer):
     name: ClassVar[str] = "unsloth"
     config_filename: ClassVar[str] = "unsloth.json"
     dist_name: ClassVar[str] = "unsloth"
+    no_native_config: ClassVar[str | None] = (
+        "no native config: Unsloth users write Python; unsloth.json is gate's own input to train_unsloth.py"
+    )
 
     def env_spec(self, host: Host) -> EnvSpec:
         """Unsloth with CPU torch (torchvision removed) or CUDA torch on a GPU host."""

@@ -29,12 +29,25 @@ from gate.pilot._matrix import (
     RunInfo,
     Source,
     ToolkitResult,
+    ToolkitScore,
     pointer_of,
     trace,
 )
 from gate.pilot._weights import DEFAULT_WEIGHTS, FAMILIARITY, NORMALISATION, Weights, default_weight, score
 
-__all__ = ["build_matrix", "criteria_for", "run_id"]
+__all__ = ["build_matrix", "criteria_for", "headline", "run_id"]
+
+#: The gates whose verdicts the headline reports, in release order.
+GATE_NAMES = ("check", "smoke", "eval")
+#: Training criteria measured on every repeat: the spread between repeats is their uncertainty.
+_REPEATED = {
+    "train.wall_seconds": "/wall_seconds",
+    "train.tokens_per_second": "/metrics/train_tokens_per_second",
+    "train.peak_rss_bytes": "/metrics/peak_rss_bytes",
+    "train.final_loss": "/metrics/final_loss",
+}
+#: Criteria counted on the native config (not comparable for a toolkit that has none).
+_NATIVE_CONFIG = ("effort.native_config_lines", "custom.native_config_keys")
 
 
 def run_id(toolkit: str, repeat: int) -> str:
@@ -467,6 +480,64 @@ class _Column:
                 [Source(file=self.weights_file, pointer=pointer_of(FAMILIARITY, self.toolkit))],
             )
 
+    def add_uncertainty(self, key: str, sources: Sequence[Source], basis: str) -> None:
+        """Attach to cell ``key`` the half-width of its uncertainty: ``max |x_i - x_1|`` over ``sources``."""
+        cell = self.cells.get(key)
+        if cell is None or cell.value is None:
+            return
+        spread = Cell(value=None, unit=cell.unit, derive="max_abs_diff", sources=tuple(sources), basis=basis)
+        try:
+            value = trace(spread, self.root)
+        except (OSError, KeyError, IndexError, ValueError, TypeError, Error) as e:
+            spread = spread.model_copy(update={"missing": f"{type(e).__name__}: {e}"})
+        else:
+            spread = spread.model_copy(update={"value": value})
+        self.cells[key] = cell.model_copy(update={"uncertainty": spread})
+
+    def uncertainties(self, eval_metrics: Sequence[str]) -> None:
+        """The spread between repeats (training) and the eval's paired-bound margin (eval deltas)."""
+        if self.repeats > 1:
+            runs = [f"runs/{run_id(self.toolkit, i)}/run.json" for i in range(1, self.repeats + 1)]
+            for key, pointer in _REPEATED.items():
+                sources = [Source(file=f, pointer=pointer) for f in runs]
+                self.add_uncertainty(key, sources, f"spread between {self.repeats} repeats")
+        ev = f"{self.r1}/gates/eval.json"
+        metrics = (_load(self.root, ev) or {}).get("metrics")
+        for key in eval_metrics:
+            i = _index(metrics, "key", key)
+            if i is None or not isinstance(metrics, list):
+                continue
+            m = metrics[i]
+            conf = m.get("confidence")
+            level = f"one-sided {conf:.0%} " if isinstance(conf, float) else ""
+            basis = f"margin of the eval's {level}paired lower bound ({m.get('test')}, n={m.get('n')})"
+            sources = [Source(file=ev, pointer=pointer_of("metrics", i, f)) for f in ("delta", "lower_bound")]
+            self.add_uncertainty(f"eval.{key}.delta", sources, basis)
+
+    def not_applicable(self) -> None:
+        """Mark the native-config criteria of a toolkit whose users write no config (its plugin says so)."""
+        from gate.training import trainers
+
+        try:
+            why = getattr(trainers.get(self.toolkit), "no_native_config", None)
+        except Error:
+            return
+        if not why:
+            return
+        for key in _NATIVE_CONFIG:
+            cell = self.cells.get(key)
+            if cell is not None:
+                self.cells[key] = cell.model_copy(update={"value": None, "not_applicable": str(why)})
+
+    def verdicts(self) -> dict[str, str]:
+        """Each gate's verdict on repeat 1 from its report: passed, failed or not run."""
+        out: dict[str, str] = {}
+        for gate in GATE_NAMES:
+            report = _load(self.root, f"{self.r1}/gates/{gate}.json")
+            passed = report.get("passed") if isinstance(report, dict) else None
+            out[gate] = "passed" if passed is True else "failed" if passed is False else "not run"
+        return out
+
     def version(self) -> str | None:
         record = _load(self.root, f"{self.r1}/run.json")
         for i in range(2, self.repeats + 1):
@@ -502,16 +573,24 @@ def build_matrix(
     for tk in toolkits:
         col = _Column(root, tk, repeats, fam_file)
         col.build(eval_metrics)
+        col.uncertainties(eval_metrics)
+        col.not_applicable()
         columns.append(
-            ToolkitResult(toolkit=tk, version=col.version(), runs=tuple(col.runs), cells=col.cells)
+            ToolkitResult(
+                toolkit=tk,
+                version=col.version(),
+                runs=tuple(col.runs),
+                cells=col.cells,
+                verdicts=col.verdicts(),
+            )
         )
     resolved = weights.resolve(criteria, toolkits)
-    scores = score(criteria, {t.toolkit: t.cells for t in columns}, resolved, weights.familiarity)
+    scores, unweighted = score(criteria, {t.toolkit: t.cells for t in columns}, resolved, weights.familiarity)
     missing = tuple(
         f"{t.toolkit}/{c.key}: {cell.missing}"
         for t in columns
         for c in criteria
-        if (cell := t.cells.get(c.key)) is not None and cell.value is None
+        if (cell := t.cells.get(c.key)) is not None and cell.value is None and not cell.not_applicable
     )
     return PilotMatrix(
         gate_version=__version__,
@@ -530,6 +609,46 @@ def build_matrix(
         familiarity=dict(weights.familiarity),
         normalisation=NORMALISATION,
         scores=tuple(scores),
+        unweighted=unweighted,
+        headline=headline(columns, scores, resolved, unweighted),
         phases={k: round(v, 1) for k, v in phases.items()},
         missing=missing,
     )
+
+
+def _names(items: Sequence[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def headline(
+    columns: Sequence[ToolkitResult],
+    scores: Sequence[ToolkitScore],
+    weights: Mapping[str, float],
+    unweighted: Mapping[str, str],
+) -> tuple[str, ...]:
+    """What a reader must see first: gates nobody passes, who passes all, whether the scores separate."""
+    lines: list[str] = []
+    for gate in GATE_NAMES:
+        if not any(t.verdicts.get(gate) == "passed" for t in columns):
+            lines.append(f"No toolkit passes {gate}.")
+    every = [t.toolkit for t in columns if all(t.verdicts.get(g) == "passed" for g in GATE_NAMES)]
+    lines.append(
+        f"Pass every gate: {_names(every)}."
+        if every
+        else "No toolkit passes every gate: none of these adapters could be released; "
+        "the score only ranks them."
+    )
+    if not any(w > 0 and k not in unweighted for k, w in weights.items()):
+        lines.append(
+            "No criterion separates the toolkits: each is equal for all, not comparable, or its differences "
+            "lie within the measurements' own uncertainty."
+        )
+        return tuple(lines)
+    ranked = sorted(scores, key=lambda s: -s.score)
+    best = ranked[0]
+    tied = [s.toolkit for s in ranked[1:] if best.score - s.score <= best.uncertainty + s.uncertainty]
+    text = f"Highest score: {best.toolkit} {best.score:.1f} +- {best.uncertainty:.1f}"
+    if tied:
+        text += f", not separated from {_names(tied)} (the scores overlap within their uncertainty)"
+    lines.append(text + ".")
+    return tuple(lines)

@@ -6,6 +6,9 @@ JSON pointer into it) and a ``derive`` operation that turns the pointed-at data
 into the value (``value`` takes it as is, ``len`` counts a list, ...).
 :func:`trace` re-reads the sources and recomputes the value, so anyone can
 check a matrix against the run records and gate reports it was built from.
+A cell may carry its measurement's own uncertainty, itself a traced cell (the
+spread between repeats, the eval's paired bound), and a criterion that does not
+apply to a toolkit says why instead of holding a value.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ __all__ = [
     "trace",
 ]
 
-MATRIX_VERSION: Literal["1.0"] = "1.0"
+#: 1.1 added uncertainties, not-applicable cells, unweighted criteria, gate verdicts and the headline.
+MATRIX_VERSION: Literal["1.1"] = "1.1"
 MATRIX_KIND: Literal["gate.pilot-matrix"] = "gate.pilot-matrix"
 #: Bound on a source file read while tracing (run records and reports are small; adapters are not JSON).
 _MAX_JSON_BYTES = 64 << 20
@@ -80,6 +84,12 @@ class Cell(_Model):
     where: dict[str, Any] | None = None
     #: Why the value could not be measured (then ``value`` is None).
     missing: str | None = None
+    #: Why the criterion does not apply to this toolkit (then ``value`` is None; not a missing cell).
+    not_applicable: str | None = None
+    #: Half-width of the value's own uncertainty, in the value's unit, traced like any cell.
+    uncertainty: Cell | None = None
+    #: What the uncertainty is (e.g. "spread between 2 repeats"); set on an uncertainty cell.
+    basis: str | None = None
 
 
 class Criterion(_Model):
@@ -112,6 +122,8 @@ class ToolkitResult(_Model):
     version: str | None
     runs: tuple[RunInfo, ...]
     cells: dict[str, Cell]
+    #: Gate name -> ``passed``, ``failed`` or ``not run`` (from the gate reports of repeat 1).
+    verdicts: dict[str, str] = Field(default_factory=dict)
 
 
 class ScoreTerm(_Model):
@@ -120,6 +132,8 @@ class ScoreTerm(_Model):
     weight: float
     normalised: float | None
     contribution: float
+    #: Points this contribution could move if the value lay anywhere within its own uncertainty.
+    uncertainty: float = 0.0
 
 
 class ToolkitScore(_Model):
@@ -128,13 +142,15 @@ class ToolkitScore(_Model):
     toolkit: str
     score: float
     terms: dict[str, ScoreTerm]
+    #: Worst-case points the score could move within its values' uncertainties (the sum over terms).
+    uncertainty: float = 0.0
 
 
 class PilotMatrix(_Model):
-    """``pilot.json``: the whole decision matrix (``version`` 1.0)."""
+    """``pilot.json``: the whole decision matrix (``version`` 1.1; 1.0 files still load)."""
 
     kind: Literal["gate.pilot-matrix"] = MATRIX_KIND
-    version: Literal["1.0"] = MATRIX_VERSION
+    version: Literal["1.0", "1.1"] = MATRIX_VERSION
     gate_version: str
     created_at: str
     spec: dict[str, str]
@@ -150,6 +166,10 @@ class PilotMatrix(_Model):
     scores: tuple[ToolkitScore, ...]
     phases: dict[str, float] = Field(default_factory=dict, description="wall seconds per pilot phase")
     missing: tuple[str, ...] = ()
+    #: Scored criteria that carry no weight in this pilot -> why (equal for all, within uncertainty, ...).
+    unweighted: dict[str, str] = Field(default_factory=dict)
+    #: What the matrix says first: gates nobody passes, who passes every gate, whether the scores separate.
+    headline: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:

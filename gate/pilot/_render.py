@@ -39,9 +39,19 @@ def _bytes(n: float) -> str:
 
 
 def format_value(cell: Cell | None) -> str:
-    """A cell for people: value with unit, or why it is missing."""
+    """A cell for people: value with unit and its uncertainty (+-), or why it is missing / not applicable."""
     if cell is None:
         return "-"
+    if cell.not_applicable:
+        return cell.not_applicable.split(":")[0]
+    text = _plain(cell)
+    u = cell.uncertainty.value if cell.uncertainty is not None else None
+    if cell.value is not None and isinstance(u, int | float) and not isinstance(u, bool) and u > 0:
+        text += f" ± {_plain(cell.model_copy(update={'value': float(u), 'uncertainty': None}))}"
+    return text
+
+
+def _plain(cell: Cell) -> str:
     v = cell.value
     if v is None:
         return f"n/a ({cell.missing})" if cell.missing else "n/a"
@@ -68,7 +78,20 @@ def _criteria(m: PilotMatrix) -> list[Criterion]:
 
 def _scored_keys(m: PilotMatrix) -> list[str]:
     """Criteria with a weight above 0, in the matrix's row order."""
-    return [c.key for c in m.criteria if m.weights.get(c.key, 0) > 0]
+    keys = [c.key for c in m.criteria if m.weights.get(c.key, 0) > 0]
+    return keys + (["familiarity"] if m.weights.get("familiarity", 0) > 0 and m.familiarity else [])
+
+
+def _total_weight(m: PilotMatrix) -> float:
+    """The sum of the weights that carry weight (the score's denominator)."""
+    return sum(w for k in _scored_keys(m) if (w := m.weights.get(k, 0)) > 0 and k not in m.unweighted)
+
+
+def _verdicts(m: PilotMatrix, toolkit: str) -> str:
+    for t in m.toolkits:
+        if t.toolkit == toolkit and t.verdicts:
+            return " / ".join(f"{g} {v}" for g, v in t.verdicts.items())
+    return "-"
 
 
 def render_markdown(m: PilotMatrix) -> str:
@@ -87,20 +110,29 @@ def render_markdown(m: PilotMatrix) -> str:
         f"device {s.get('device', '?')}",
         f"- matrix {'complete' if m.complete else 'INCOMPLETE'}; weights: {m.weights_source}",
         "",
+        *(f"**{h}**  " for h in m.headline),
+        "",
         "## Weighted score",
         "",
-        "| toolkit | version | score (0-100) | most points lost on |",
-        "|---|---|---:|---|",
+        "| toolkit | version | gates | score (0-100) | most points lost on |",
+        "|---|---|---|---:|---|",
     ]
-    total = sum(w for w in m.weights.values() if w > 0) or 1.0
+    total = _total_weight(m) or 1.0
     for sc in sorted(m.scores, key=lambda x: -x.score):
         # Points a criterion could have given (100 * weight / total) minus what it gave.
         lost = sorted(
-            ((k, 100 * t.weight / total - t.contribution) for k, t in sc.terms.items()),
+            (
+                (k, 100 * t.weight / total - t.contribution)
+                for k, t in sc.terms.items()
+                if k not in m.unweighted
+            ),
             key=lambda kv: -kv[1],
         )
         shown = ", ".join(f"{k} (-{pts:.1f})" for k, pts in lost[:3] if pts > 0.05) or "nothing"
-        lines.append(f"| {sc.toolkit} | {versions.get(sc.toolkit)} | {sc.score:.1f} | {shown} |")
+        lines.append(
+            f"| {sc.toolkit} | {versions.get(sc.toolkit)} | {_verdicts(m, sc.toolkit)} | "
+            f"{sc.score:.1f} ± {sc.uncertainty:.1f} | {shown} |"
+        )
     lines += ["", "![score chart](pilot-chart.svg)", "", "## Matrix", ""]
     lines.append("| criterion | unit | " + " | ".join(tks) + " | source (first toolkit) |")
     lines.append("|---|---|" + "---:|" * len(tks) + "---|")
@@ -131,8 +163,10 @@ def render_markdown(m: PilotMatrix) -> str:
                 "-"
                 if t is None
                 else f"{'n/a' if t.normalised is None else f'{t.normalised:.2f}'} → {t.contribution:.1f}"
+                + (f" ± {t.uncertainty:.1f}" if t.uncertainty > 0.05 else "")
             )
-        lines.append(f"| {key} | {m.weights[key]:g} | " + " | ".join(row) + " |")
+        weight = f"{m.weights[key]:g}" if key not in m.unweighted else f"0 ({m.unweighted[key]})"
+        lines.append(f"| {key} | {weight} | " + " | ".join(row) + " |")
     lines += ["", f"Normalisation: {m.normalisation}.", ""]
     if m.phases:
         lines += ["## Phases (wall seconds)", ""]
@@ -158,7 +192,8 @@ def score_chart_svg(m: PilotMatrix, *, width: int = 720) -> str:
             if g not in groups:
                 groups.append(g)
     rows = sorted(m.scores, key=lambda x: -x.score)
-    left, right, bar_h, gap, top = 110, 60, 26, 14, 34
+    warnings = [h for h in m.headline if h.startswith("No ")]
+    left, right, bar_h, gap, top = 110, 90, 26, 14, 34 + 16 * len(warnings)
     legend_h = 18 * math.ceil(len(groups) / 4) + 10
     height = top + len(rows) * (bar_h + gap) + 24 + legend_h
     plot = width - left - right
@@ -174,6 +209,11 @@ def score_chart_svg(m: PilotMatrix, *, width: int = 720) -> str:
         f"<title>{escape(title)}</title>",
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="{left}" y="20" font-size="13" font-weight="600">{escape(title)}</text>',
+        *(
+            f'<text class="headline" x="{left}" y="{36 + 16 * j}" font-size="12" fill="#cf222e">'
+            f"{escape(h)}</text>"
+            for j, h in enumerate(warnings)
+        ),
     ]
     for t in range(0, 101, 25):
         x = sx(t)
@@ -203,9 +243,22 @@ def score_chart_svg(m: PilotMatrix, *, width: int = 720) -> str:
                 f"<title>{escape(sc.toolkit)} · {escape(g)}: {pts:.1f} points ({escape(keys)})</title></rect>"
             )
             x += w
+        if sc.uncertainty > 0:
+            # The score's own uncertainty as a whisker around the bar's end.
+            lo, hi, mid = (
+                sx(max(0.0, sc.score - sc.uncertainty)),
+                sx(min(100.0, sc.score + sc.uncertainty)),
+                y + bar_h / 2,
+            )
+            parts.append(
+                f'<path class="uncertainty" d="M{lo:.1f} {mid:.1f}H{hi:.1f}'
+                f'M{lo:.1f} {mid - 6:.1f}V{mid + 6:.1f}M{hi:.1f} {mid - 6:.1f}V{mid + 6:.1f}" '
+                f'stroke="#1f2328" stroke-width="1.5" fill="none">'
+                f"<title>{escape(sc.toolkit)}: {sc.score:.1f} ± {sc.uncertainty:.1f}</title></path>"
+            )
         parts.append(
-            f'<text x="{x + 6:.1f}" y="{y + bar_h / 2 + 4:.1f}" font-size="12" font-weight="600">'
-            f"{sc.score:.1f}</text>"
+            f'<text x="{max(x, sx(sc.score + sc.uncertainty)) + 6:.1f}" y="{y + bar_h / 2 + 4:.1f}" '
+            f'font-size="12" font-weight="600">{sc.score:.1f} ± {sc.uncertainty:.1f}</text>'
         )
     ly = top + len(rows) * (bar_h + gap) + 30
     for j, g in enumerate(groups):
@@ -243,6 +296,7 @@ def render_fragment(m: PilotMatrix) -> str:
         f"eval limit {escape(str(s.get('eval_limit') or 'none'))}; matrix "
         f"<strong>{'complete' if m.complete else 'INCOMPLETE'}</strong>; weights {escape(m.weights_source)}.",
         "</p>",
+        *(f'<p class="headline"><strong>{escape(h)}</strong></p>' for h in m.headline),
         score_chart_svg(m),
         "<h3>Matrix</h3><table><thead><tr><th>criterion</th><th>unit</th>",
         *(f"<th>{escape(tk)}</th>" for tk in tks),
@@ -270,14 +324,25 @@ def render_fragment(m: PilotMatrix) -> str:
     by_tk = {sc.toolkit: sc for sc in m.scores}
     for key in _scored_keys(m):
         w = m.weights[key]
-        out.append(f"<tr><td>{escape(key)}</td><td class='num'>{w:g}</td>")
+        why = m.unweighted.get(key)
+        weight = f"{w:g}" if why is None else f"0 ({why})"
+        out.append(f"<tr><td>{escape(key)}</td><td class='num'>{escape(weight)}</td>")
         for tk in tks:
             t = by_tk[tk].terms.get(key) if tk in by_tk else None
             text = "-" if t is None else f"{t.contribution:.1f}"
+            if t is not None and t.uncertainty > 0.05:
+                text += f" ± {t.uncertainty:.1f}"
             out.append(f"<td class='num'>{escape(text)}</td>")
         out.append("</tr>")
-    out.append("<tr><th>score</th><th></th>")
-    out += [f"<th class='num'>{by_tk[tk].score:.1f}</th>" if tk in by_tk else "<th>-</th>" for tk in tks]
+    out.append("<tr><th>gates</th><th></th>")
+    out += [f"<th>{escape(_verdicts(m, tk))}</th>" for tk in tks]
+    out.append("</tr><tr><th>score</th><th></th>")
+    out += [
+        f"<th class='num'>{by_tk[tk].score:.1f} ± {by_tk[tk].uncertainty:.1f}</th>"
+        if tk in by_tk
+        else "<th>-</th>"
+        for tk in tks
+    ]
     out.append("</tr></tbody></table>")
     out.append(f"<p>Normalisation: {escape(m.normalisation)}.</p>")
     if m.phases:

@@ -1,12 +1,25 @@
-"""Weighted scoring of a pilot matrix: user weights, default weights, min-max normalisation.
+"""Weighted scoring of a pilot matrix: user weights, default weights, what carries weight, uncertainty.
 
-Each scored criterion is normalised across the toolkits that measured it:
-``(v - min) / (max - min)`` when higher is better, ``(max - v) / (max - min)``
-when lower is better, 1.0 for everyone when all values are equal, a boolean is
-1 (true) or 0 (false), and a value that could not be measured is 0. A toolkit's
-score is ``100 * sum(w_c * n_c) / sum(w_c)`` over criteria with a weight above 0;
-each criterion's contribution is its part of that sum. Team familiarity (0..1
-per toolkit, typed by the user) is used as given, not normalised.
+A scored criterion carries weight only where it can tell the toolkits apart:
+
+* **equal for all** (every toolkit measured the same value, or all fail the same
+  gate) - no weight: it would hand everyone the same points;
+* **within uncertainty** - no weight when every pair of values lies inside their
+  own uncertainties (each value's interval ``v +- u`` overlaps every other's;
+  ``u`` is the eval's paired bound margin, or the spread between repeats);
+* **not comparable** - no weight when the criterion does not apply to some
+  toolkit (Unsloth has no native config to count).
+
+A toolkit that could not measure a criterion differs from those that did, so
+such a criterion keeps its weight and the unmeasured value counts 0. The rest
+is normalised across the toolkits min-max: ``(v - min) / (max - min)`` when
+higher is better, ``(max - v) / (max - min)`` when lower is better; a boolean
+is 1 (true) or 0 (false). A toolkit's score is ``100 * sum(w_c * n_c) / sum(w_c)``
+over the criteria that carry weight; each contribution is its part of that sum.
+Each contribution's uncertainty is the points it could move if the value lay
+anywhere within its own uncertainty (``100 * w * min(1, u / (max - min)) / sum(w)``);
+the score's uncertainty is their sum (a worst case, not a standard error).
+Team familiarity (0..1 per toolkit, typed by the user) is used as given.
 """
 
 from __future__ import annotations
@@ -19,9 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import InputError
-from gate.pilot._matrix import Cell, Criterion, ScoreTerm, ToolkitScore
+from gate.pilot._matrix import Cell, Criterion, ScoreTerm, ToolkitScore, same_value
 
-__all__ = ["DEFAULT_WEIGHTS", "EVAL_DELTA_WEIGHT", "FAMILIARITY", "NORMALISATION", "Weights", "score"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "EVAL_DELTA_WEIGHT",
+    "FAMILIARITY",
+    "NORMALISATION",
+    "Weights",
+    "score",
+    "unweighted_reason",
+]
 
 #: Default weight of each scored criterion (stated in pilot.json, pilot.md and docs/pilot.md).
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -53,9 +74,11 @@ EVAL_DELTA_WEIGHT = 1.5
 #: The criterion key of team familiarity (weight 1 by default when familiarity values are given).
 FAMILIARITY = "familiarity"
 NORMALISATION = (
-    "min-max across toolkits: (v-min)/(max-min) when higher is better, (max-v)/(max-min) when lower is "
-    "better; 1 for all when equal; booleans 1/0; unmeasured 0; familiarity used as given (0..1). "
-    "score = 100 * sum(weight * normalised) / sum(weight)"
+    "min-max across toolkits over the criteria that carry weight: (v-min)/(max-min) when higher is better, "
+    "(max-v)/(max-min) when lower is better; booleans 1/0; unmeasured 0; familiarity used as given (0..1). "
+    "No weight for a criterion equal for all toolkits, not comparable for some, or whose differences all "
+    "lie within the values' own uncertainty (eval paired bound, spread between repeats). "
+    "score = 100 * sum(weight * normalised) / sum(weight); +- is the worst case over each value's uncertainty"
 )
 _MAX_FILE = 1 << 20
 
@@ -129,6 +152,41 @@ def _number(value: Any, key: str, *, lo: float, hi: float, where: Path) -> float
     return float(value)
 
 
+def _uncertainty(cell: Cell | None) -> float:
+    u = cell.uncertainty.value if cell is not None and cell.uncertainty is not None else None
+    if isinstance(u, bool) or not isinstance(u, int | float) or not math.isfinite(u):
+        return 0.0
+    return abs(float(u))
+
+
+def unweighted_reason(column: Mapping[str, Cell | None]) -> str | None:
+    """Why a criterion with these cells (toolkit -> cell) carries no weight; None when it separates them."""
+    na = {tk: c.not_applicable for tk, c in column.items() if c is not None and c.not_applicable}
+    if na:
+        tk, why = next(iter(na.items()))
+        return f"not comparable: {tk}: {why}"
+    measured = {tk: c for tk, c in column.items() if c is not None and c.value is not None}
+    if len(measured) < len(column):
+        return None  # an unmeasured toolkit differs from the ones that measured it
+    if len(measured) < 2:
+        return "only one toolkit: nothing to compare"
+    values = [c.value for c in measured.values()]
+    if all(same_value(v, values[0]) for v in values):
+        return "equal for all toolkits"
+    if any(isinstance(v, bool) for v in values):
+        return None
+    lows = [float(c.value) - _uncertainty(c) for c in measured.values()]  # type: ignore[arg-type]
+    highs = [float(c.value) + _uncertainty(c) for c in measured.values()]  # type: ignore[arg-type]
+    if max(lows) <= min(highs):
+        bases = sorted({c.uncertainty.basis or "" for c in measured.values() if c.uncertainty is not None})
+        return (
+            "every difference lies within the values' own uncertainty ("
+            + "; ".join(b for b in bases if b)
+            + ")"
+        )
+    return None
+
+
 def _normalised(c: Criterion, cell: Cell | None, values: Sequence[float]) -> float | None:
     if cell is None or cell.value is None:
         return None
@@ -149,9 +207,23 @@ def score(
     cells: Mapping[str, Mapping[str, Cell]],
     weights: Mapping[str, float],
     familiarity: Mapping[str, float],
-) -> list[ToolkitScore]:
-    """Each toolkit's weighted score; ``cells`` is toolkit -> criterion key -> cell."""
-    total = sum(w for w in weights.values() if w > 0)
+) -> tuple[list[ToolkitScore], dict[str, str]]:
+    """Each toolkit's weighted score, and the scored criteria that carry no weight (key -> why).
+
+    ``cells`` is toolkit -> criterion key -> cell.
+    """
+    unweighted: dict[str, str] = {}
+    for c in criteria:
+        if c.better is not None and weights.get(c.key, 0.0) > 0:
+            why = unweighted_reason({tk: tk_cells.get(c.key) for tk, tk_cells in cells.items()})
+            if why is not None:
+                unweighted[c.key] = why
+    w_fam = weights.get(FAMILIARITY, 0.0)
+    if familiarity and w_fam > 0 and len({familiarity.get(tk, 0.0) for tk in cells}) == 1:
+        unweighted[FAMILIARITY] = "equal for all toolkits"
+    total = sum(
+        w for k, w in weights.items() if w > 0 and k not in unweighted and (k != FAMILIARITY or familiarity)
+    )
     terms: dict[str, dict[str, ScoreTerm]] = {tk: {} for tk in cells}
     for c in criteria:
         w = weights.get(c.key, 0.0)
@@ -165,19 +237,32 @@ def score(
             and not isinstance(cell.value, bool)
             and math.isfinite(float(cell.value))
         ]
+        spread = max(values) - min(values) if values else 0.0
         for tk, tk_cells in cells.items():
-            n = _normalised(c, tk_cells.get(c.key), values)
+            cell = tk_cells.get(c.key)
+            n = _normalised(c, cell, values)
+            if c.key in unweighted or not total:
+                terms[tk][c.key] = ScoreTerm(weight=w, normalised=n, contribution=0.0)
+                continue
+            moves = min(1.0, _uncertainty(cell) / spread) if spread > 0 else 0.0
             terms[tk][c.key] = ScoreTerm(
-                weight=w, normalised=n, contribution=round(100 * w * (n or 0.0) / total, 4) if total else 0
+                weight=w,
+                normalised=n,
+                contribution=round(100 * w * (n or 0.0) / total, 4),
+                uncertainty=round(100 * w * moves / total, 4),
             )
-    w_fam = weights.get(FAMILIARITY, 0.0)
     if familiarity and w_fam > 0:
         for tk in cells:
             n = familiarity.get(tk, 0.0)
-            terms[tk][FAMILIARITY] = ScoreTerm(
-                weight=w_fam, normalised=n, contribution=round(100 * w_fam * n / total, 4) if total else 0
-            )
-    return [
-        ToolkitScore(toolkit=tk, score=round(sum(t.contribution for t in ts.values()), 2), terms=ts)
+            share = 0.0 if FAMILIARITY in unweighted or not total else 100 * w_fam * n / total
+            terms[tk][FAMILIARITY] = ScoreTerm(weight=w_fam, normalised=n, contribution=round(share, 4))
+    scores = [
+        ToolkitScore(
+            toolkit=tk,
+            score=round(sum(t.contribution for t in ts.values()), 2),
+            terms=ts,
+            uncertainty=round(sum(t.uncertainty for t in ts.values()), 2),
+        )
         for tk, ts in terms.items()
     ]
+    return scores, unweighted

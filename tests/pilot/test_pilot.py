@@ -38,13 +38,18 @@ def test_real_pilot_matrix_is_complete_and_every_number_traces_to_a_run_record(r
     out = real_pilot.out
     matrix = PilotMatrix.from_dict(json.loads((out / "pilot.json").read_text()))
     assert real_pilot.stdout_json == matrix.to_dict()
-    assert matrix.version == "1.0" and [t.toolkit for t in matrix.toolkits] == list(PILOT_TOOLKITS)
+    assert matrix.version == "1.1" and [t.toolkit for t in matrix.toolkits] == list(PILOT_TOOLKITS)
 
+    not_applicable = sorted(
+        f"{t.toolkit}/{k}" for t in matrix.toolkits for k, c in t.cells.items() if c.not_applicable
+    )
+    # Unsloth has no native config (its users write Python): its config rows compare nothing.
+    assert not_applicable == ["unsloth/custom.native_config_keys", "unsloth/effort.native_config_lines"]
     unmeasured = [
         f"{t.toolkit}/{c.key}: {t.cells[c.key].missing if c.key in t.cells else 'no cell'}"
         for t in matrix.toolkits
         for c in matrix.criteria
-        if c.key not in t.cells or t.cells[c.key].value is None
+        if c.key not in t.cells or (t.cells[c.key].value is None and not t.cells[c.key].not_applicable)
     ]
     assert not unmeasured, "cells without a value:\n" + "\n".join(unmeasured)
     assert matrix.complete and real_pilot.exit_code == 0
@@ -53,6 +58,11 @@ def test_real_pilot_matrix_is_complete_and_every_number_traces_to_a_run_record(r
         for key, cell in t.cells.items():
             where = f"{t.toolkit}/{key}"
             assert cell.sources, f"{where} names no source"
+            if cell.uncertainty is not None and cell.uncertainty.value is not None:
+                u = cell.uncertainty
+                assert same_value(trace(u, out), u.value), f"{where}: its uncertainty does not trace"
+            if cell.not_applicable:
+                continue
             for s in cell.sources:
                 assert not Path(s.file).is_absolute() and (out / s.file).is_file(), f"{where}: {s.file}"
             if cell.derive == "value":
