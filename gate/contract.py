@@ -55,6 +55,7 @@ __all__ = [
     "Contract",
     "EvalSpec",
     "EvalTask",
+    "LoraSupport",
     "Message",
     "Metadata",
     "ModulePlacement",
@@ -184,6 +185,22 @@ class BaseModelSpec(_Model):
         return out
 
 
+class LoraSupport(_Model):
+    """Whether the admitted runtime versions serve LoRA on this base at all (``gate contract init``
+    derives it from the architecture and the versions; ``gate check`` and ``gate smoke`` refuse
+    every adapter of a contract that says they do not)."""
+
+    served: bool = True
+    reason: str = Field(default="", description="why not, as measured (the runtime's own error)")
+    source: str = Field(default="", description="where the statement comes from (a measured run, code)")
+
+    @model_validator(mode="after")
+    def _reason_when_unserved(self) -> LoraSupport:
+        if not self.served and not self.reason.strip():
+            raise ValueError("served: false needs a reason (what the runtime does with a LoRA on this base)")
+        return self
+
+
 class ServingSpec(_Model):
     """The serving runtime and its LoRA limits (vLLM engine flags)."""
 
@@ -193,6 +210,10 @@ class ServingSpec(_Model):
     max_loras: int = Field(default=4, ge=1)
     lora_dtype: Literal["auto", "float16", "bfloat16"] = "auto"
     max_model_len: int = Field(default=2048, gt=0)
+    lora_support: LoraSupport = Field(
+        default_factory=LoraSupport,
+        description="whether these vLLM versions serve LoRA for this base's architecture at all",
+    )
 
     @field_validator("vllm_version")
     @classmethod

@@ -22,6 +22,7 @@ from gate.contracts._facts import BaseFacts, read_base_facts
 from gate.contracts._render import DEFAULT_FIXTURES, render_fixtures
 from gate.errors import InputError
 from gate.identity import compute_identity
+from gate.rules._vllm import lora_support_for
 
 __all__ = ["DEFAULT_VLLM_VERSION", "InitResult", "draft_contract", "init_contract"]
 
@@ -117,6 +118,9 @@ def draft_contract(
             "max_loras": 4,
             "lora_dtype": "auto",
             "max_model_len": 2048,
+            "lora_support": lora_support_for(
+                facts.architecture, vllm_version, moe=bool(facts.num_experts)
+            ).model_dump(),
         },
         "adapter": {
             "allowed_target_modules": sorted(modules),
@@ -220,7 +224,9 @@ _HEADERS = {
     "`gate base add` store).",
     "serving": "vLLM versions served and the engine's LoRA limits (max_lora_rank is one of "
     + ", ".join(map(str, ALLOWED_MAX_LORA_RANKS))
-    + "). Embedding/lm_head modules are listed only where every admitted version serves them.",
+    + "). Embedding/lm_head modules are listed only where every admitted version serves them. "
+    "lora_support: whether these versions serve LoRA on this architecture at all, derived from gate's "
+    "runtime table; where they do not, check and smoke refuse every adapter with that reason.",
     "adapter": "Policy on top of what vLLM refuses.",
     "prompt": "The base's own chat template and the text its tokenizer renders for each fixture.",
     "smoke": TODO + ": prompts your adapter was trained for, with expect_regex; budgets for your hardware.",

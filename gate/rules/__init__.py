@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gate.rules._context import CheckContext
+from gate.rules._vllm import lora_support
 
-__all__ = ["CheckContext", "Finding", "Hit", "Rule", "Severity", "all_rules", "rule"]
+__all__ = ["CheckContext", "Finding", "Hit", "Rule", "Severity", "all_rules", "lora_support", "rule"]
 
 Severity = Literal["error", "warning"]
 
 #: Rule modules, in the order their findings are reported.
-_MODULES = ("files", "config", "weights", "tokenizer", "template", "base")
+_MODULES = ("runtime", "files", "config", "weights", "tokenizer", "template", "base")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def rule(
 
 
 def all_rules() -> list[Rule]:
-    """Every rule, in report order (files, config, weights, tokenizer, template, base)."""
+    """Every rule, in report order (runtime, files, config, weights, tokenizer, template, base)."""
     for name in _MODULES:
         importlib.import_module(f"gate.rules.{name}")
     if not _RULES:  # a gate with no rules would pass everything

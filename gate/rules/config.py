@@ -123,12 +123,21 @@ def _invalid(ctx: CheckContext) -> Iterator[Hit]:
                 yield Hit(f"{key} key {_short(bad)} is not a valid regex ({why})", ADAPTER_CONFIG)
 
 
+def _regex_hint(ctx: CheckContext) -> str:
+    """The rule's hint with two of this base's module names (not another base's q_proj / v_proj)."""
+    names = sorted(ctx.contract.adapter.allowed_target_modules)[:2]
+    return (
+        f"name the modules as a list (target_modules: [{', '.join(names)}]) or use a plain pattern such "
+        f"as '.*\\.({'|'.join(names)})'; rank_pattern keys should be module names"
+    )
+
+
 @rule(
     "config.regex-unsafe",
     "error",
     title="a regex in adapter_config.json that a backtracking engine (PEFT's, vLLM's) could hang on",
-    hint="name the modules as a list (target_modules: [q_proj, v_proj]) or use a plain pattern such as "
-    "'.*\\.(q_proj|v_proj)'; rank_pattern keys should be module names",
+    hint="name the base's modules as a list (target_modules: [...]) or a plain alternation of their names; "
+    "rank_pattern keys should be module names",
 )
 def _regex_unsafe(ctx: CheckContext) -> Iterator[Hit]:
     cfg = _cfg(ctx)
@@ -142,6 +151,7 @@ def _regex_unsafe(ctx: CheckContext) -> Iterator[Hit]:
                 f"target_modules regex {_short(targets)} {hazard}: PEFT and vLLM match it with Python's re "
                 f"against every module name and can hang; gate did not evaluate it",
                 ADAPTER_CONFIG,
+                _regex_hint(ctx),
             )
     for key in ("rank_pattern", "alpha_pattern"):
         value = cfg.get(key)
@@ -150,6 +160,7 @@ def _regex_unsafe(ctx: CheckContext) -> Iterator[Hit]:
                 f"{key} has {len(value)} keys (gate evaluates at most {MAX_PATTERN_KEYS}): each is a regex "
                 f"PEFT tries against every module; it was not evaluated",
                 ADAPTER_CONFIG,
+                _regex_hint(ctx),
             )
             continue
         table = patterns(ctx, key)
@@ -159,6 +170,7 @@ def _regex_unsafe(ctx: CheckContext) -> Iterator[Hit]:
                 f"{key} key {_short(bad)} {why}: PEFT matches it with Python's re against every module "
                 f"name and can hang; gate did not evaluate it",
                 ADAPTER_CONFIG,
+                _regex_hint(ctx),
             )
 
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from gate.errors import InputError
 from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import WEIGHTS
 from gate.rules._vllm import EMBEDDING_MODULES, versions_text
@@ -152,20 +153,88 @@ def _unsupported(ctx: CheckContext) -> Iterator[Hit]:
         )
 
 
+def _base_layers(ctx: CheckContext, c: Classified) -> tuple[list[str], list[str]]:
+    """The base_layer tensors that would lose something (resized, retrained) and those not comparable.
+
+    PEFT saves the frozen embedding/lm_head under ``base_layer`` whenever it targets them; vLLM
+    skips these tensors, which loses nothing where they are the base's own weights.
+    """
+    if "weights:base-layers" in ctx.memo:
+        memo: tuple[list[str], list[str]] = ctx.memo["weights:base-layers"]
+        return memo
+    spec = ctx.contract.base_model
+    lost: list[str] = []
+    unverified: list[str] = []
+    base: dict[str, str] = {}
+    if ctx.base_dir is not None:
+        from gate.identity import compute_identity
+
+        base = compute_identity(ctx.base_dir).tensors
+    header, _ = ctx.header
+    mine: dict[str, str] = {}
+    for name in c.base_layer:
+        info = header.tensors[name] if header is not None else None
+        rows = info.shape[0] if info is not None and info.shape else None
+        if info is None or tuple(info.shape) != (spec.vocab_size, spec.hidden_size):
+            shape = list(info.shape) if info is not None else "?"
+            lost.append(
+                f"{name} is {shape}, {spec.name}'s is [{spec.vocab_size}, {spec.hidden_size}]"
+                + (" (a resized vocabulary: the new tokens are lost)" if rows != spec.vocab_size else "")
+            )
+            continue
+        module = name.removeprefix(_PREFIX).removesuffix(".base_layer.weight")
+        embed = next((n for n in base if n.endswith("embed_tokens.weight")), "")
+        theirs = base.get(f"{module}.weight") or (base.get(embed) if module.endswith("lm_head") else None)
+        if theirs is None or not theirs.startswith(f"{info.dtype}\0") or header is None or ctx.oversize:
+            unverified.append(name)
+            continue
+        if not mine:
+            from gate.identity import _hash_shard
+
+            try:
+                mine = _hash_shard(header.path, header)
+            except InputError:
+                mine = {"": ""}  # unreadable data: weights.corrupt reports it
+        if mine.get(name) != theirs:
+            lost.append(f"{name} differs from {spec.name}'s {module} (retrained: the training is lost)")
+    ctx.memo["weights:base-layers"] = (lost, unverified)
+    return lost, unverified
+
+
 @rule(
     "weights.base-layer-dropped",
     "error",
-    title="full embedding/lm_head base_layer weights (vLLM skips them silently; new tokens are lost)",
-    hint="do not resize the vocabulary or train the embeddings for a vLLM LoRA release",
+    title="embedding/lm_head base_layer weights that differ from the base's (vLLM skips them silently)",
+    hint="do not resize the vocabulary or train the full embeddings for a vLLM LoRA release",
 )
 def _base_layer(ctx: CheckContext) -> Iterator[Hit]:
     c = classify(ctx)
     if c and c.base_layer:
-        yield Hit(
-            f"{_names(c.base_layer)}: vLLM skips these without a message, so resized or retrained "
-            f"embeddings are silently not served",
-            WEIGHTS,
-        )
+        lost, _ = _base_layers(ctx, c)
+        if lost:
+            yield Hit(
+                f"{_names(lost)}: vLLM skips base_layer tensors without a message, so these weights "
+                f"are silently not served",
+                WEIGHTS,
+            )
+
+
+@rule(
+    "weights.base-layer-unverified",
+    "warning",
+    title="embedding/lm_head base_layer weights gate could not compare with the base's",
+    hint="run gate check with --base (the base directory) so the saved base_layer can be compared",
+)
+def _base_layer_unverified(ctx: CheckContext) -> Iterator[Hit]:
+    c = classify(ctx)
+    if c and c.base_layer:
+        _, unverified = _base_layers(ctx, c)
+        if unverified:
+            yield Hit(
+                f"{_names(unverified)}: vLLM skips these and serves {ctx.contract.base_model.name}'s own "
+                f"weights; without the base (or with another dtype) gate cannot tell whether they differ",
+                WEIGHTS,
+            )
 
 
 @rule(
@@ -228,7 +297,15 @@ def _unmatched(ctx: CheckContext) -> Iterator[Hit]:
             f"{len(c.unmatched)} tensor(s) match no module of the base, e.g. {example.name} "
             f"(module {example.module!r} does not exist){_silent_base(c)}",
             WEIGHTS,
+            f"{ctx.contract.base_model.name}'s modules are named like {_like(ctx, example.short)}; re-save "
+            f"the adapter with PEFT on {ctx.contract.base_model.name}",
         )
+
+
+def _like(ctx: CheckContext, short: str) -> str:
+    """A full module name of the base, one of ``short`` where the base has it."""
+    names = sorted(ctx.base_linears)
+    return next((n for n in names if n.endswith(f".{short}")), names[0] if names else "?")
 
 
 @rule(

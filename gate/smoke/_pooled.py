@@ -30,6 +30,10 @@ def run_smoke_pooled(
     fresh server; if the canary fails again, the candidate itself poisons the server
     and fails the ``canary`` probe. Parity uses the pool's warm reference.
     """
+    from gate.rules import lora_support
+
+    if not lora_support(pool.contract).served:  # fails at its first probe: lease (boot) nothing
+        return run_smoke(adapter_dir, pool.contract, base_dir=base_dir, server=None, out_dir=out_dir)
     report: SmokeReport | None = None
     for attempt in (1, 2):
         with pool.lease(base_dir) as server:

@@ -24,7 +24,8 @@ __all__ = [
 
 REPORT_VERSION = "1.0"
 REPORT_NAME = "smoke-report.json"
-#: Probe names in the order they run (``canary`` is added by the warm pool).
+#: Probe names in the order they run (``canary`` is added by the warm pool, ``lora_support`` only
+#: where the contract's runtime serves no LoRA on the base: then it is the one probe that runs).
 PROBES = (
     "server",
     "weights_scan",

@@ -58,6 +58,8 @@ def run_smoke(
     out_dir.mkdir(parents=True, exist_ok=True)
     run = SmokeRun(adapter_dir, contract, base_dir, out_dir, on_event, lora_name=lora_name)
     run.reference = reference
+    if not _runtime_serves_lora(run):
+        return run.finish()  # nothing to boot: the contract's runtime serves no LoRA on this base
     owned: ServingRuntime | None = None
     live: ServingRuntime | None = None
     try:
@@ -92,6 +94,20 @@ def run_smoke(
         if owned is not None:
             owned.stop()
     return run.finish()
+
+
+def _runtime_serves_lora(run: SmokeRun) -> bool:
+    """The contract's statement (or gate's runtime table), before any boot; a ``lora_support`` probe
+    fails the report where the runtime serves no LoRA on the base."""
+    from gate.rules import lora_support
+
+    support = lora_support(run.contract)
+    if support.served:
+        return True
+    run.begin("lora_support")
+    run.add(ProbeResult("lora_support", "fail", support.reason, run.elapsed(), support.model_dump()))
+    run.skip_rest("the contract's runtime serves no LoRA on this base (lora_support), so nothing was booted")
+    return False
 
 
 Probe = Callable[[SmokeRun, ServingRuntime], ProbeResult]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from gate.check import run_check
-from gate.contract import Contract
+from gate.contract import Contract, LoraSupport
 from gate.rules import all_rules
 from tests.fixtures.adapters import PEFT_PREFIX, rewrite_tensors
 
@@ -217,6 +217,26 @@ FAULTS: dict[str, Fault] = {
             }
         },
     ),
+    "embed-base-layer-other-dtype": Fault(
+        "weights.base-layer-unverified",
+        # a contract for a 16-token vocabulary makes a small base_layer the base's shape; the base's
+        # own embed_tokens is BF16, so the F32 copy cannot be compared byte for byte
+        contract=lambda c: with_section(c, "base_model", vocab_size=16),
+        also=frozenset({"base.fact-mismatch"}),
+        build={
+            "extra_tensors": {
+                f"{PEFT_PREFIX}model.embed_tokens.base_layer.weight": np.zeros((16, 576), np.float32)
+            }
+        },
+    ),
+    "runtime-serves-no-lora": Fault(
+        "runtime.lora-unserved",
+        contract=lambda c: with_section(
+            c,
+            "serving",
+            lora_support=LoraSupport(served=False, reason="the engine dies on the first LoRA request"),
+        ),
+    ),
     "unknown-module": Fault(
         "weights.unknown-module",
         build={
@@ -346,7 +366,9 @@ def test_fault_is_reported_by_exactly_its_rule(
     finding = next(f for f in report.findings if f.rule == fault.rule)
     assert finding.message and finding.hint and finding.path
     severity = next(r.severity for r in all_rules() if r.id == fault.rule)
-    assert report.passed == (severity == "warning")
+    assert finding.severity == severity
+    # a warning passes unless a rule that legitimately fires with it is an error
+    assert report.passed == all(f.severity == "warning" for f in report.findings)
 
 
 def _embedding_adapter(adapter_factory: Any) -> Path:
