@@ -640,14 +640,14 @@ def headline(
     )
     if not any(w > 0 and k not in unweighted for k, w in weights.items()):
         lines.append(
-            "No criterion separates the toolkits: each is equal for all, not comparable, or its differences "
-            "lie within the measurements' own uncertainty."
+            "No criterion separates the toolkits: each is equal for all, not comparable, unmeasured, "
+            "or its differences lie within the measurements' own uncertainty."
         )
         return tuple(lines)
     ranked = sorted(scores, key=lambda s: -s.score)
     best = ranked[0]
     tied = [s.toolkit for s in ranked[1:] if best.score - s.score <= best.uncertainty + s.uncertainty]
-    text = f"Highest score: {best.toolkit} {best.score:.1f} +- {best.uncertainty:.1f}"
+    text = f"Highest score: {best.toolkit} {best.score:.1f} ± {best.uncertainty:.1f}"
     if tied:
         text += f", not separated from {_names(tied)} (the scores overlap within their uncertainty)"
     lines.append(text + ".")

@@ -166,6 +166,8 @@ def unweighted_reason(column: Mapping[str, Cell | None]) -> str | None:
         tk, why = next(iter(na.items()))
         return f"not comparable: {tk}: {why}"
     measured = {tk: c for tk, c in column.items() if c is not None and c.value is not None}
+    if not measured:
+        return "measured by no toolkit"
     if len(measured) < len(column):
         return None  # an unmeasured toolkit differs from the ones that measured it
     if len(measured) < 2:

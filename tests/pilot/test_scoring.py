@@ -50,10 +50,14 @@ def test_a_criterion_equal_for_all_toolkits_carries_no_weight() -> None:
 
 
 def test_an_unmeasured_toolkit_keeps_an_otherwise_equal_criterion_weighted() -> None:
-    criteria = [_crit("smoke.passed")]
-    cells = {"a": {"smoke.passed": _cell(True)}, "b": {"smoke.passed": _cell(None)}}
-    scores, unweighted = score(criteria, cells, {"smoke.passed": 1.0}, {})
-    assert unweighted == {}
+    criteria = [_crit("smoke.passed"), _crit("eval.passed")]
+    cells = {
+        "a": {"smoke.passed": _cell(True), "eval.passed": _cell(None)},
+        "b": {"smoke.passed": _cell(None), "eval.passed": _cell(None)},
+    }
+    scores, unweighted = score(criteria, cells, {"smoke.passed": 1.0, "eval.passed": 1.0}, {})
+    # Measured by one toolkit and not the other: that tells them apart; measured by none: nothing does.
+    assert unweighted == {"eval.passed": "measured by no toolkit"}
     assert {s.toolkit: s.score for s in scores} == {"a": 100.0, "b": 0.0}
 
 
@@ -119,7 +123,7 @@ def test_when_no_toolkit_passes_a_gate_the_headline_says_so() -> None:
     assert lines[0] == "No toolkit passes smoke."
     assert not any("passes check" in x or "passes eval" in x for x in lines)
     assert lines[1].startswith("No toolkit passes every gate: none of these adapters could be released")
-    assert lines[2] == "Highest score: a 100.0 +- 0.0."
+    assert lines[2] == "Highest score: a 100.0 ± 0.0."
 
 
 def test_the_headline_names_who_passes_every_gate_and_scores_that_do_not_separate() -> None:
@@ -134,7 +138,7 @@ def test_the_headline_names_who_passes_every_gate_and_scores_that_do_not_separat
     lines = headline(columns, scores, weights, unweighted)
     assert lines[0] == "Pass every gate: a, b."
     # 100 +- 30 vs 0 +- 30: the gap (100) exceeds 60, so a is separated; b is the one without a lead.
-    assert lines[1] == "Highest score: a 100.0 +- 30.0."
+    assert lines[1] == "Highest score: a 100.0 ± 30.0."
     cells["b"]["train.wall_seconds"] = _cell(14.0, 6.0)  # 10 +- 6 and 14 +- 6 overlap
     scores, unweighted = score(criteria, cells, weights, {})
     lines = headline(columns, scores, weights, unweighted)
