@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gate.errors import InputError
 from gate.service.settings import Settings
+from gate.service.sqlite_inline import inline_reads_connector
 
 __all__ = ["async_engine", "async_sessions", "migrate", "sync_engine", "sync_session"]
 
@@ -78,7 +79,11 @@ def async_engine(settings: Settings) -> AsyncEngine:
     _, url = _urls(settings.db_url)
     _prepare_sqlite_dir(url)
     kwargs: dict[str, Any] = {}
-    if not url.startswith("sqlite"):
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            kwargs["async_creator"] = inline_reads_connector(database)
+    else:
         kwargs.update(pool_pre_ping=True, pool_size=20, max_overflow=20)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":

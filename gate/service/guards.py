@@ -130,7 +130,8 @@ class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
 def requires(role: Role) -> Guard:
     """A guard letting through callers whose role allows ``role``."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # A coroutine: Litestar runs a plain function guard in a worker thread, a hop per request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         p: Principal = connection.user
         if not allows(p.role, role):
             raise PermissionDeniedException(f"{p.name} has role '{p.role}'; this needs role '{role}'")
