@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import httpx
 import jwt
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -87,16 +87,23 @@ def issue_token(session: Session, name: str, role: str, *, expires_in_s: float |
     return token
 
 
+_BY_HASH = select(ApiToken.name, ApiToken.role, ApiToken.revoked, ApiToken.expires_at).where(
+    ApiToken.token_sha256 == bindparam("sha256")
+)
+
+
 async def lookup_token(session: AsyncSession, token: str) -> Principal:
-    """The principal of an API token, or :class:`AuthError`."""
-    row = await session.scalar(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token)))
+    """The principal of an API token, or :class:`AuthError` (read per request: revocation is immediate)."""
+    conn = await session.connection()
+    row = (await conn.execute(_BY_HASH, {"sha256": hash_token(token)})).first()
     if row is None:
         raise AuthError("unknown API token")
-    if row.revoked:
-        raise AuthError(f"API token {row.name!r} was revoked")
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        raise AuthError(f"API token {row.name!r} expired at {row.expires_at.isoformat()}")
-    return Principal(name=f"token:{row.name}", role=row.role, kind="token")  # type: ignore[arg-type]
+    name, role, revoked, expires_at = row
+    if revoked:
+        raise AuthError(f"API token {name!r} was revoked")
+    if expires_at is not None and expires_at <= utcnow():
+        raise AuthError(f"API token {name!r} expired at {expires_at.isoformat()}")
+    return Principal(name=f"token:{name}", role=role, kind="token")  # type: ignore[arg-type]
 
 
 def looks_like_jwt(token: str) -> bool:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -20,8 +21,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
@@ -119,7 +121,14 @@ class GateResult(Base):
     status: Mapped[str] = mapped_column(String(16))
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
     report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    #: Kept by :meth:`_set_report`, so reading it never reads the report.
+    has_report: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    @validates("report")
+    def _set_report(self, _key: str, report: dict[str, Any] | None) -> dict[str, Any] | None:
+        self.has_report = isinstance(report, dict)
+        return report
 
 
 class Event(Base):

@@ -40,7 +40,7 @@ class _InlineReads(aiosqlite.Connection):
         conn = self._connection
         if conn is not None and self._running and not _may_wait(conn, fn, args):
             return fn(*args, **kwargs)
-        return await super()._execute(fn, *args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def inline_reads_connector(path: str) -> Callable[[], Awaitable[Any]]:

@@ -63,10 +63,13 @@ def _statements(settings: Settings, call: Any) -> tuple[Any, list[str]]:
     return asyncio.run(go())
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("queries")
-    settings = Settings(data_dir=root, database_url=f"sqlite:///{root / 'gate.db'}")
+    url = f"sqlite:///{root / 'gate.db'}"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").new_database()
+    settings = Settings(data_dir=root, database_url=url)
     migrate(settings)
     _seed(settings, 120)
     return settings
@@ -80,6 +83,8 @@ def test_a_list_page_of_100_is_one_statement_without_reports_or_verdicts(seeded:
     assert all(r.verdict is None for r in page)
     assert [g.gate for g in page[0].gates] == ["check", "smoke", "eval", "publish"]
     assert [g.has_report for g in page[0].gates] == [True, True, True, False]
+    # The gates' times come back as aware UTC datetimes on both databases.
+    assert all(g.updated_at.tzinfo is dt.UTC for r in page for g in r.gates)
 
 
 def test_a_status_read_is_one_statement_with_the_verdict_and_gates_in_pipeline_order(
@@ -133,3 +138,51 @@ def test_the_service_extra_brings_greenlet_and_without_it_serve_names_what_to_in
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "gate serve needs the service extra (missing: litestar, greenlet)" in done.stderr
     assert "[service]'" in done.stderr
+
+
+def test_the_has_report_migration_flags_stored_reports_and_puts_the_report_last(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'gate.db'}")
+    migrate(settings, "0002")
+    engine = sync_engine(settings)
+    try:
+        with engine.begin() as c:
+            c.exec_driver_sql(
+                "INSERT INTO releases (id, name, version, status, contract_name, contract_path,"
+                " contract_sha256, approval_required, source_kind, run_dir, target, submitted_by,"
+                " created_at, updated_at)"
+                " VALUES (1, 'a', '1', 'published', 'c', '/c', 'x', 0, 'upload', '/r', 't', 'me',"
+                " '2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+            )
+            for gate, report in (("check", '{"passed": true}'), ("smoke", "null"), ("eval", None)):
+                c.exec_driver_sql(
+                    "INSERT INTO gate_results (release_id, gate, status, report, updated_at)"
+                    " VALUES (1, ?, 'passed', ?, '2026-12-01 00:00:00')",
+                    (gate, report),
+                )
+        migrate(settings)
+        with engine.connect() as c:
+            flags = dict(c.exec_driver_sql("SELECT gate, has_report FROM gate_results").all())
+            columns = [row[1] for row in c.exec_driver_sql("PRAGMA table_info(gate_results)")]
+    finally:
+        engine.dispose()
+    assert flags == {"check": 1, "smoke": 0, "eval": 0}
+    # Past a large report SQLite reaches a column only through the report's overflow pages.
+    assert columns[-1] == "report"
+
+
+def test_a_report_written_later_sets_the_flag_the_reads_show(seeded: Settings) -> None:
+    engine = sync_engine(seeded)
+    try:
+        with sync_session(engine) as s:
+            row = GateResult(release_id=1, gate="sign", status="passed")
+            s.add(row)
+            s.flush()
+            assert row.has_report is False
+            row.report = {"signed": True}
+            assert row.has_report is True
+    finally:
+        engine.dispose()
+    one, _ = _statements(seeded, lambda s: read_release(s, 1))
+    assert [(g.gate, g.has_report) for g in one.gates][-2:] == [("sign", True), ("publish", False)]
+    page, _ = _statements(seeded, lambda s: list_releases(s, ReleaseFilter(), limit=1, offset=119))
+    assert page[0].id == 1 and [g.has_report for g in page[0].gates][-2:] == [True, False]

@@ -9,12 +9,13 @@ returned in pipeline order, not in the order their rows were written.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from litestar.exceptions import NotFoundException
-from sqlalchemy import Text, and_, cast, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gate.bundle import REQUIRED_GATES
@@ -65,16 +66,27 @@ _RELEASE_COLS = (
     Release.created_at,
     Release.updated_at,
 )
-# JSON null and SQL NULL both mean "no report"; the database answers, nothing is decoded.
-_HAS_REPORT = and_(GateResult.report.is_not(None), cast(GateResult.report, Text) != "null").label(
-    "has_report"
-)
+# A flag written with the report: the report itself is neither read nor decoded.
 _GATE_COLS = (
     GateResult.gate.label("g_gate"),
     GateResult.status.label("g_status"),
     GateResult.seconds.label("g_seconds"),
     GateResult.updated_at.label("g_updated_at"),
-    _HAS_REPORT,
+    GateResult.has_report.label("has_report"),
+)
+# The status read's statements, built once: building a select costs more than running it.
+_ONE = select(*_RELEASE_COLS, Release.verdict, *_GATE_COLS).outerjoin(
+    GateResult, GateResult.release_id == Release.id
+)
+_BY_ID = {
+    True: _ONE.where(Release.id == bindparam("id")).order_by(GateResult.id),
+    False: select(*_RELEASE_COLS, *_GATE_COLS)
+    .outerjoin(GateResult, GateResult.release_id == Release.id)
+    .where(Release.id == bindparam("id"))
+    .order_by(GateResult.id),
+}
+_BY_VERSION = _ONE.where(Release.name == bindparam("name"), Release.version == bindparam("version")).order_by(
+    GateResult.id
 )
 
 
@@ -157,33 +169,38 @@ def _gate_key(g: GateRead) -> tuple[int, str]:
     return (GATE_ORDER.index(g.gate) if g.gate in GATE_ORDER else len(GATE_ORDER), g.gate)
 
 
+def _release(m: Any, gates: list[GateRead], verdict: dict[str, Any] | None) -> ReleaseRead:
+    return ReleaseRead(
+        id=m["id"],
+        name=m["name"],
+        version=m["version"],
+        status=m["status"],
+        contract=m["contract_name"],
+        contract_sha256=m["contract_sha256"],
+        approval_required=m["approval_required"],
+        source=m["source_kind"],
+        target=m["target"],
+        digest=m["digest"],
+        error=m["error"],
+        submitted_by=m["submitted_by"],
+        approved_by=m["approved_by"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        gates=sorted(gates, key=_gate_key),
+        verdict=verdict,
+    )
+
+
 def _assemble(rows: Sequence[Any], *, with_verdict: bool) -> list[ReleaseRead]:
-    out: dict[int, ReleaseRead] = {}
+    """Releases from rows of a release joined to its gates (one row per gate)."""
+    gates: dict[int, list[GateRead]] = {}
+    first: dict[int, Any] = {}
     for row in rows:
         m = row._mapping
-        r = out.get(m["id"])
-        if r is None:
-            r = out[m["id"]] = ReleaseRead(
-                id=m["id"],
-                name=m["name"],
-                version=m["version"],
-                status=m["status"],
-                contract=m["contract_name"],
-                contract_sha256=m["contract_sha256"],
-                approval_required=m["approval_required"],
-                source=m["source_kind"],
-                target=m["target"],
-                digest=m["digest"],
-                error=m["error"],
-                submitted_by=m["submitted_by"],
-                approved_by=m["approved_by"],
-                created_at=m["created_at"],
-                updated_at=m["updated_at"],
-                gates=[],
-                verdict=m["verdict"] if with_verdict else None,
-            )
+        first.setdefault(m["id"], m)
+        these = gates.setdefault(m["id"], [])
         if m["g_gate"] is not None:
-            r.gates.append(
+            these.append(
                 GateRead(
                     gate=m["g_gate"],
                     status=m["g_status"],
@@ -192,22 +209,56 @@ def _assemble(rows: Sequence[Any], *, with_verdict: bool) -> list[ReleaseRead]:
                     has_report=bool(m["has_report"]),
                 )
             )
-    for r in out.values():
-        r.gates.sort(key=_gate_key)
-    return list(out.values())
+    return [_release(m, gates[i], m["verdict"] if with_verdict else None) for i, m in first.items()]
+
+
+def _gates_array(dialect: str) -> Any:
+    """A release's gates as one JSON array of ``[gate, status, seconds, has_report, updated_at]``.
+
+    A list page is one row per release: joined rows would repeat the release's
+    columns for every gate and convert its timestamps three times over.
+    """
+    agg, row = (
+        (func.json_agg, func.json_build_array)
+        if dialect == "postgresql"
+        else (
+            func.json_group_array,
+            func.json_array,
+        )
+    )
+    g = GateResult
+    return (
+        select(agg(row(g.gate, g.status, g.seconds, g.has_report, g.updated_at)))
+        .where(g.release_id == Release.id)
+        .correlate(Release)
+        .scalar_subquery()
+        .label("gates")
+    )
+
+
+def _timestamp(raw: str) -> dt.datetime:
+    # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff" (UTC, naive), PostgreSQL's JSON an ISO time with offset.
+    t = dt.datetime.fromisoformat(raw)
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
 async def list_releases(s: AsyncSession, flt: ReleaseFilter, *, limit: int, offset: int) -> list[ReleaseRead]:
-    """One page of releases, newest first, with their gates: one query."""
-    page = (
-        flt.apply(select(*_RELEASE_COLS)).order_by(Release.id.desc()).limit(limit).offset(offset).subquery()
-    )
-    q = (
-        select(page, *_GATE_COLS)
-        .outerjoin(GateResult, GateResult.release_id == page.c.id)
-        .order_by(page.c.id.desc(), GateResult.id)
-    )
-    return _assemble((await s.execute(q)).all(), with_verdict=False)
+    """One page of releases, newest first, with their gates: one query, one row per release."""
+    conn = await s.connection()
+    q = flt.apply(select(*_RELEASE_COLS, _gates_array(conn.dialect.name)))
+    rows = (await conn.execute(q.order_by(Release.id.desc()).limit(limit).offset(offset))).all()
+    out = []
+    for row in rows:
+        m = row._mapping
+        raw = m["gates"]
+        items = json.loads(raw) if isinstance(raw, str) else raw or []
+        gates = [
+            GateRead(gate=g, status=st, seconds=sec, has_report=bool(rep), updated_at=_timestamp(ts))
+            for g, st, sec, rep, ts in items
+            if g is not None
+        ]
+        out.append(_release(m, gates, None))
+    return out
 
 
 async def read_release(
@@ -219,16 +270,16 @@ async def read_release(
     with_verdict: bool = True,
 ) -> ReleaseRead:
     """One release with its gates (and its verdict): one query, or 404."""
-    cols = (*_RELEASE_COLS, Release.verdict) if with_verdict else _RELEASE_COLS
-    q = select(*cols, *_GATE_COLS).outerjoin(GateResult, GateResult.release_id == Release.id)
+    conn = await s.connection()
     if release_id is not None:
         check_id(release_id)
-        q = q.where(Release.id == release_id)
+        rows = (await conn.execute(_BY_ID[with_verdict], {"id": release_id})).all()
         missing = f"no release {release_id}"
     else:
-        q = q.where(Release.name == name, Release.version == version)
+        rows = (await conn.execute(_BY_VERSION, {"name": name, "version": version})).all()
         missing = f"no release {name} {version}"
-    found = _assemble((await s.execute(q.order_by(GateResult.id))).all(), with_verdict=with_verdict)
+        with_verdict = True
+    found = _assemble(rows, with_verdict=with_verdict)
     if not found:
         raise NotFoundException(missing)
     return found[0]
