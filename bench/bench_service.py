@@ -3,7 +3,8 @@
 For each database and each number of HTTP processes, the real server
 (``python -m gate serve``, no queue workers) is started on loopback over a
 database holding 100 published releases with their gate reports and verdicts
-(the rows a release leaves, written directly: see ``tests/fixtures/service_seed.py``). wrk
+(the rows a release leaves, written directly; the verdict and reports are those of a
+real release, captured once: see ``tests/fixtures/service_seed.py``). wrk
 then drives, with 50 connections each for the same duration:
 
 * ``GET /health`` (no auth, ``SELECT 1``): the baseline of the HTTP stack;
@@ -43,7 +44,13 @@ from gate.console import atomic_write_json  # noqa: E402
 from gate.service.auth import issue_token  # noqa: E402
 from gate.service.db import sync_engine, sync_session  # noqa: E402
 from gate.service.settings import Settings  # noqa: E402
-from tests.fixtures.service_seed import SeedRelease, free_port, running_postgres, seed_releases  # noqa: E402
+from tests.fixtures.service_seed import (  # noqa: E402
+    SeedRelease,
+    free_port,
+    running_postgres,
+    seed_releases,
+    seed_reports,
+)
 
 _STATUS_LUA = """
 math.randomseed(os.time())
@@ -180,6 +187,8 @@ def main() -> int:
         print("bench_service: wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
     report: dict[str, Any] = {
+        "command": " ".join(["python", "bench/bench_service.py", *sys.argv[1:]]),
+        "reports": seed_reports()["source"],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "connections": args.connections,
         "seconds": args.seconds,

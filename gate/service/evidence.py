@@ -125,7 +125,7 @@ def eval_tables(report: Mapping[str, Any]) -> list[Table]:
                 ("passed" if m.get("passed") else "failed") + (f": {why}" if why else ""),
             )
         )
-    return [
+    tables = [
         Table(
             "eval-metrics",
             "Evaluation: adapter vs " + _text(report.get("reference") or "base"),
@@ -134,6 +134,51 @@ def eval_tables(report: Mapping[str, Any]) -> list[Table]:
             empty="no metrics in the report",
         )
     ]
+    slices = _slice_rows(report)
+    if slices:
+        tables.append(
+            Table(
+                "eval-slices",
+                "Evaluation by slice (tagged documents, judged like the whole task)",
+                (
+                    "metric",
+                    "slice",
+                    "n",
+                    "base",
+                    "adapter",
+                    "delta",
+                    "lower bound",
+                    "regressed",
+                    "failing documents",
+                ),
+                slices,
+            )
+        )
+    return tables
+
+
+def _slice_rows(report: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+    rows = []
+    for m in _dicts(report.get("metrics")):
+        key = _text(m.get("key") or f"{m.get('task')}/{m.get('metric')}")
+        for sl in _dicts(m.get("slices")):
+            docs = [_text(d, 200) for d in sl.get("failing_documents") or [] if isinstance(d, str)][:10]
+            count = sl.get("failing_count")
+            more = count - len(docs) if isinstance(count, int) and count > len(docs) else 0
+            rows.append(
+                (
+                    key,
+                    _text(sl.get("name")),
+                    _text(sl.get("n")),
+                    _num(sl.get("reference_score")),
+                    _num(sl.get("adapter")),
+                    _num(sl.get("delta"), signed=True),
+                    _num(sl.get("lower_bound"), signed=True),
+                    "yes" if sl.get("regressed") is True else "no",
+                    ", ".join(docs) + (f" (+{more})" if more else ""),
+                )
+            )
+    return tuple(rows)
 
 
 _BY_GATE = {"check": check_tables, "smoke": smoke_tables, "eval": eval_tables}
