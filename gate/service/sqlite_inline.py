@@ -8,7 +8,9 @@ the last committed snapshot) and reading the few rows a request needs takes
 microseconds, so reads run inline. What can wait for the write lock (up to
 ``busy_timeout``) still goes through the thread, so the loop is never held by
 another process's transaction: statements other than SELECT (which begin the
-write transaction), ``commit`` and ``rollback`` of an open transaction.
+write transaction), ``commit`` and ``rollback`` of an open transaction. (A WAL reader
+can still be made to wait in rare cases, such as rebuilding the WAL index after a
+crash; that wait is bounded by ``busy_timeout`` like any other.)
 """
 
 from __future__ import annotations
