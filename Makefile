@@ -46,7 +46,8 @@ typecheck: setup
 	$(BIN)/mypy
 
 test: setup system-deps workflow-tools lint typecheck
-	$(BIN)/pytest tests --durations=40
+	@# -v names every test with its outcome in the CI log; -rfEs lists failures, errors and skips again at the end.
+	$(BIN)/pytest tests -v -rfEs --durations=40
 
 demo: setup
 	$(BIN)/python -m gate.demo

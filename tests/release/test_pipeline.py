@@ -95,7 +95,7 @@ def test_release_cli_exit_code_is_1_when_a_gate_fails(
     assert "adapters/cli-rejected" not in registry_env.repositories()
 
 
-def test_adapter_that_learned_nothing_is_stopped_by_a_later_gate_and_never_published(
+def test_adapter_that_learned_nothing_passes_check_is_stopped_by_smoke_and_never_published(
     registry_env: DockerRegistry,
     release_keys: dict[str, KeyPair],
     base_model_dir: Path,
@@ -103,9 +103,11 @@ def test_adapter_that_learned_nothing_is_stopped_by_a_later_gate_and_never_publi
     vllm_server: Any,
     tmp_path: Path,
 ) -> None:
-    # Contract-clean (rank 8, the serving template, the base's tokenizer) but random weights: the
-    # static check passes and a gate that runs the model (smoke or eval) must stop it.
-    run = _run_dir(tmp_path / "run", lambda d: write_adapter(d, base_dir=base_model_dir, seed=5))
+    # Contract-clean (rank 8, the serving template, the base's tokenizer) but weights so small that
+    # no log-prob moves: the static check passes, and smoke must stop it (its log-prob shift is 0,
+    # below the contract's minimum on any machine; which gate stops it no longer hinges on what a
+    # random adapter happens to answer).
+    run = _run_dir(tmp_path / "run", lambda d: write_adapter(d, base_dir=base_model_dir, seed=5, scale=1e-6))
     events: list[dict[str, Any]] = []
     result = run_release(
         ReleaseRequest(
@@ -121,8 +123,9 @@ def test_adapter_that_learned_nothing_is_stopped_by_a_later_gate_and_never_publi
     )
     finished = {e["gate"]: e["status"] for e in events if e["event"] == "gate.finish"}
     assert finished["check"] == "passed"
-    assert not result.passed and result.stopped_at in ("smoke", "eval")
-    assert finished[result.stopped_at] in ("failed", "error")
+    assert not result.passed and result.stopped_at == "smoke"
+    assert finished["smoke"] == "failed"
+    assert "eval" not in finished
     assert "sign" not in finished and "publish" not in finished
     assert not (tmp_path / "bundle" / SIGNATURE).exists()
     assert "adapters/untrained" not in registry_env.repositories()

@@ -67,13 +67,20 @@ def _allowed(problem: dict[str, Any]) -> bool:
     )
 
 
-def test_workflows_and_action_pass_githubs_parser_expressions_and_actionlint(github_check: Check) -> None:
-    problems = github_check([RELEASE, CI, ACTION])
-    assert [p for p in problems if not _allowed(p)] == []
+@pytest.fixture(scope="module")
+def shipped_problems(github_check: Check) -> list[dict[str, Any]]:
+    """The findings on the shipped files (one Node run for both tests that read them)."""
+    return github_check([RELEASE, CI, ACTION])
 
 
-def test_the_label_allowance_covers_only_ci_ymls_pinned_image(github_check: Check) -> None:
-    allowed = [p for p in github_check([RELEASE, CI, ACTION]) if _allowed(p)]
+def test_workflows_and_action_pass_githubs_parser_expressions_and_actionlint(
+    shipped_problems: list[dict[str, Any]],
+) -> None:
+    assert [p for p in shipped_problems if not _allowed(p)] == []
+
+
+def test_the_label_allowance_covers_only_ci_ymls_pinned_image(shipped_problems: list[dict[str, Any]]) -> None:
+    allowed = [p for p in shipped_problems if _allowed(p)]
     # One per job of ci.yml (lint, types, test); release.yml's runner is the caller's input.
     assert [(Path(p["file"]).name, p["line"]) for p in allowed] == [
         ("ci.yml", 30),
@@ -82,79 +89,96 @@ def test_the_label_allowance_covers_only_ci_ymls_pinned_image(github_check: Chec
     ]
 
 
-def _plant(tmp_path: Path, source: Path, old: str, new: str) -> Path:
+def _plant(where: Path, source: Path, old: str, new: str) -> Path:
     text = source.read_text(encoding="utf-8")
     assert text.count(old) == 1, f"{old!r} must occur once in {source.name}"
     # An action is recognised by its file name, as GitHub does.
-    target = tmp_path / "copy" / source.name
+    target = where / source.name
     target.parent.mkdir(parents=True)
     target.write_text(text.replace(old, new), encoding="utf-8")
     return target
 
 
-@pytest.mark.parametrize(
-    ("source", "old", "new", "kind", "message"),
-    [
-        pytest.param(
-            RELEASE,
-            "released: ${{ steps.release.outputs.released }}",
-            "released: ${{ steps.relase.outputs.released }}",
-            "actionlint:expression",
-            'property "relase" is not defined',
-            id="job-output-mapping",
-        ),
-        pytest.param(
-            RELEASE,
-            "value: ${{ jobs.release.outputs.digest }}",
-            "value: ${{ jobs.release.outputs.digset }}",
-            "actionlint:expression",
-            'property "digset" is not defined',
-            id="workflow-call-output",
-        ),
-        pytest.param(
-            RELEASE,
-            "        if: always()\n",
-            "        if: always() && inputs.out-dri != ''\n",
-            "actionlint:expression",
-            'property "out-dri" is not defined',
-            id="if-condition",
-        ),
-        pytest.param(
-            ACTION,
-            "GATE_GIT: ${{ inputs.gate-git }}",
-            "GATE_GIT: ${{ inputs.gate-gti }}",
-            "action-input",
-            "inputs.gate-gti is not a declared input",
-            id="composite-action-input",
-        ),
-        pytest.param(
-            ACTION,
-            "value: ${{ steps.verify.outputs.verified }}",
-            "value: ${{ steps.verfy.outputs.verified }}",
-            "action-step",
-            "steps.verfy is not a step id",
-            id="composite-action-step-output",
-        ),
-        pytest.param(
-            RELEASE,
-            "    timeout-minutes: ${{ inputs.timeout-minutes }}",
-            "    timeout-minute: ${{ inputs.timeout-minutes }}",
-            "workflow-parser",
-            "Unexpected value 'timeout-minute'",
-            id="schema",
-        ),
-        pytest.param(
-            RELEASE,
-            "exit-code: ${{ steps.release.outputs.exit-code }}",
-            "exit-code: ${{ steps.release.outputs.exit-code ) }}",
-            "expression",
-            "Unexpected symbol: ')'",
-            id="expression-syntax",
-        ),
-    ],
-)
+_BREAKS = [
+    pytest.param(
+        RELEASE,
+        "released: ${{ steps.release.outputs.released }}",
+        "released: ${{ steps.relase.outputs.released }}",
+        "actionlint:expression",
+        'property "relase" is not defined',
+        id="job-output-mapping",
+    ),
+    pytest.param(
+        RELEASE,
+        "value: ${{ jobs.release.outputs.digest }}",
+        "value: ${{ jobs.release.outputs.digset }}",
+        "actionlint:expression",
+        'property "digset" is not defined',
+        id="workflow-call-output",
+    ),
+    pytest.param(
+        RELEASE,
+        "        if: always()\n",
+        "        if: always() && inputs.out-dri != ''\n",
+        "actionlint:expression",
+        'property "out-dri" is not defined',
+        id="if-condition",
+    ),
+    pytest.param(
+        ACTION,
+        "GATE_GIT: ${{ inputs.gate-git }}",
+        "GATE_GIT: ${{ inputs.gate-gti }}",
+        "action-input",
+        "inputs.gate-gti is not a declared input",
+        id="composite-action-input",
+    ),
+    pytest.param(
+        ACTION,
+        "value: ${{ steps.verify.outputs.verified }}",
+        "value: ${{ steps.verfy.outputs.verified }}",
+        "action-step",
+        "steps.verfy is not a step id",
+        id="composite-action-step-output",
+    ),
+    pytest.param(
+        RELEASE,
+        "    timeout-minutes: ${{ inputs.timeout-minutes }}",
+        "    timeout-minute: ${{ inputs.timeout-minutes }}",
+        "workflow-parser",
+        "Unexpected value 'timeout-minute'",
+        id="schema",
+    ),
+    pytest.param(
+        RELEASE,
+        "exit-code: ${{ steps.release.outputs.exit-code }}",
+        "exit-code: ${{ steps.release.outputs.exit-code ) }}",
+        "expression",
+        "Unexpected symbol: ')'",
+        id="expression-syntax",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def planted_problems(
+    github_check: Check, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[dict[str, Any]]]:
+    """Every planted copy checked in one Node run (loading actionlint costs seconds per run)."""
+    root = tmp_path_factory.mktemp("planted")
+    copies = {case.id: _plant(root / str(case.id), *case.values[:3]) for case in _BREAKS}
+    problems = github_check(list(copies.values()))
+    return {name: [p for p in problems if p["file"] == str(path)] for name, path in copies.items()}
+
+
+@pytest.mark.parametrize(("source", "old", "new", "kind", "message"), _BREAKS)
 def test_a_planted_break_is_reported(
-    github_check: Check, tmp_path: Path, source: Path, old: str, new: str, kind: str, message: str
+    planted_problems: dict[str, list[dict[str, Any]]],
+    request: pytest.FixtureRequest,
+    source: Path,
+    old: str,
+    new: str,
+    kind: str,
+    message: str,
 ) -> None:
-    problems = github_check([_plant(tmp_path, source, old, new)])
+    problems = planted_problems[request.node.callspec.id]
     assert any(p["kind"] == kind and message in p["message"] for p in problems), problems
