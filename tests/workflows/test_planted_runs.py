@@ -2,9 +2,10 @@
 
 A caller's workflow (``CALLER``) calls the release workflow and uses the verify action, on the
 local runner with GitHub's expression semantics. It stays cheap: the release is asked for a run
-that does not exist, so the real job (checkout, setup-python, gate's install, the release step,
-the artifact upload under ``if: always()``) ends in ``gate release`` refusing with exit 2 in a
-second, and the verify action checks a small signed bundle in an OCI layout. The caller's own
+that does not exist, so the real job (checkout, setup-python, the release step, the artifact
+upload under ``if: always()``; the install step is skipped, gate is preinstalled on the image)
+ends in ``gate release`` refusing with exit 2 in a second, and the verify action checks a small
+signed bundle in an OCI layout. The caller's own
 steps assert what a serving team relies on: the job outputs (``needs.release.outputs``), the
 artifact uploaded even though the release failed, and the action's ``verified`` output.
 
@@ -123,11 +124,12 @@ def _run(
     repo = caller_repository(tmp_path / "repo", {".github/workflows/caller.yml": yaml.safe_dump(CALLER)})
     for path, old, new in breaks:
         plant(repo, path, old, new)
-    # gate is preinstalled on the image for the verify job (install: 'false'); the release job
-    # installs its own from gate-path, as the workflow always does.
+    # gate is preinstalled on the image (this checkout's dev environment): the verify job says
+    # install: 'false', and the release job's install step is skipped, since installing is
+    # tested by test_install_pins.py and the full release, and costs a virtual environment per run.
     image = RunnerImage.bare().with_path(str(Path(sys.executable).parent))
     with WorkflowRunner(tmp_path / "runner", image=image, repository=repo, vars=published) as runner:
-        return runner.run(".github/workflows/caller.yml", jobs=jobs)
+        return runner.run(".github/workflows/caller.yml", jobs=jobs, skip={"release/release": {"install"}})
 
 
 def test_the_unbroken_copy_passes_the_callers_checks(tmp_path: Path, published: dict[str, str]) -> None:

@@ -349,7 +349,6 @@ def test_train_step_trains_the_embedded_default_spec_into_the_run_dir(
     assert (run / "adapter" / "adapter_config.json").is_file()
 
 
-@pytest.mark.slow
 def test_release_workflow_stops_a_failing_adapter_with_annotations_and_publishes_nothing(
     tmp_path: Path, base_model_dir: Path, docker_registry: Any
 ) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,11 +148,17 @@ class Job:
     # ------------------------------------------------------------------------------------ steps
 
     def run_steps(
-        self, steps: list[dict[str, Any]], scope: Scope, *, shell: str | None, only: set[str] | None = None
+        self,
+        steps: list[dict[str, Any]],
+        scope: Scope,
+        *,
+        shell: str | None,
+        only: Collection[str] | None = None,
+        skip: Collection[str] = (),
     ) -> None:
         for n, step in enumerate(steps):
             name = str(step.get("id") or step.get("name") or f"step-{n + 1}")
-            if only is not None and name not in only:
+            if (only is not None and name not in only) or name in skip:
                 self.results.append(StepResult(name=name, ran=False))
                 continue
             self._step(name, step, scope, shell)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -93,9 +94,16 @@ class WorkflowRunner:
         """Run a workflow given as data (a test's own caller, not committed to the repository)."""
         return self._workflow(workflow, inputs={}, secrets=self.secrets, prefix="")
 
-    def run(self, path: str, *, jobs: set[str] | None = None) -> RunResult:
-        """Run the workflow at ``path`` for a push; ``jobs``: only these and what they need."""
-        return self._workflow(self.read(path), inputs={}, secrets=self.secrets, prefix="", wanted=jobs)
+    def run(
+        self, path: str, *, jobs: set[str] | None = None, skip: dict[str, set[str]] | None = None
+    ) -> RunResult:
+        """Run the workflow at ``path`` for a push; ``jobs``: only these and what they need;
+        ``skip`` (a test device): for a job (``CALLER/JOB`` inside a called workflow), step
+        ids/names recorded as not run."""
+        steps = {name: _Steps(skip=names) for name, names in (skip or {}).items()}
+        return self._workflow(
+            self.read(path), inputs={}, secrets=self.secrets, prefix="", wanted=jobs, steps=steps
+        )
 
     def call(
         self,
@@ -112,7 +120,8 @@ class WorkflowRunner:
         """
         workflow = self.read(path)
         typed = _call_inputs(workflow, dict(inputs))
-        return self._workflow(workflow, inputs=typed, secrets=dict(secrets or {}), prefix="", only=only)
+        steps = {name: _Steps(only=names) for name, names in (only or {}).items()}
+        return self._workflow(workflow, inputs=typed, secrets=dict(secrets or {}), prefix="", steps=steps)
 
     def _workflow(
         self,
@@ -122,7 +131,7 @@ class WorkflowRunner:
         secrets: dict[str, str],
         prefix: str,
         wanted: set[str] | None = None,
-        only: dict[str, set[str]] | None = None,
+        steps: dict[str, _Steps] | None = None,
     ) -> RunResult:
         jobs: dict[str, dict[str, Any]] = workflow["jobs"]
         selected = _with_needs(jobs, wanted) if wanted is not None else set(jobs)
@@ -133,7 +142,7 @@ class WorkflowRunner:
             ready = next(j for j in pending if set(_needs(jobs[j])) <= set(done))
             pending.remove(ready)
             result, nested = self._job(
-                workflow, ready, jobs[ready], inputs, secrets, done, prefix, only or {}
+                workflow, ready, jobs[ready], inputs, secrets, done, prefix, steps or {}
             )
             done[ready] = result
             every.update(nested)
@@ -164,7 +173,7 @@ class WorkflowRunner:
         secrets: dict[str, str],
         done: dict[str, JobResult],
         prefix: str,
-        only: dict[str, set[str]],
+        steps: dict[str, _Steps],
     ) -> tuple[JobResult, dict[str, JobResult]]:
         needs = {n: {"result": done[n].result, "outputs": done[n].outputs} for n in _needs(spec)}
         status: Status = "success" if all(done[n].result == "success" for n in needs) else "failure"
@@ -173,8 +182,9 @@ class WorkflowRunner:
             if not self.engine.condition(spec.get("if", "success()"), contexts, status):
                 return JobResult(name=prefix + name, result="skipped"), {}
             if "uses" in spec:
-                return self._reusable(name, spec, contexts, secrets, prefix)
-            return self._steps_job(workflow, name, spec, inputs, secrets, needs, prefix, only.get(name)), {}
+                return self._reusable(name, spec, contexts, secrets, prefix, steps)
+            chosen = steps.get(prefix + name, _Steps())
+            return self._steps_job(workflow, name, spec, inputs, secrets, needs, prefix, chosen), {}
         except (ExpressionError, WorkflowError) as e:
             failed = StepResult(
                 name="Set up job", ran=True, outcome="failure", conclusion="failure", returncode=1
@@ -183,7 +193,13 @@ class WorkflowRunner:
             return JobResult(name=prefix + name, result="failure", steps=[failed]), {}
 
     def _reusable(
-        self, name: str, spec: dict[str, Any], contexts: dict[str, Any], secrets: dict[str, str], prefix: str
+        self,
+        name: str,
+        spec: dict[str, Any],
+        contexts: dict[str, Any],
+        secrets: dict[str, str],
+        prefix: str,
+        steps: dict[str, _Steps],
     ) -> tuple[JobResult, dict[str, JobResult]]:
         uses = str(spec["uses"])
         if not uses.startswith("./"):
@@ -202,7 +218,7 @@ class WorkflowRunner:
             unknown = sorted(set(passed) - set(declared))
             if unknown:
                 raise WorkflowError(f"job {name}: secret(s) {unknown} are not declared by {uses}")
-        run = self._workflow(called, inputs=typed, secrets=passed, prefix=f"{prefix}{name}/")
+        run = self._workflow(called, inputs=typed, secrets=passed, prefix=f"{prefix}{name}/", steps=steps)
         results = [j.result for j in run.jobs.values()]
         result: Result = "success" if all(r in ("success", "skipped") for r in results) else "failure"
         return JobResult(name=prefix + name, result=result, outputs=run.outputs), run.jobs
@@ -251,7 +267,7 @@ class WorkflowRunner:
         secrets: dict[str, str],
         needs: dict[str, Any],
         prefix: str,
-        only: set[str] | None,
+        chosen: _Steps,
     ) -> JobResult:
         job = self._new_job(name, secrets, needs)
         scope = Scope(inputs=inputs)
@@ -269,7 +285,7 @@ class WorkflowRunner:
             for k, v in source.items():
                 job.env[str(k)] = self.engine.string(v, job.contexts(scope, job.env))
         shell = ((spec.get("defaults") or workflow.get("defaults") or {}).get("run") or {}).get("shell")
-        job.run_steps(list(spec.get("steps") or []), scope, shell=shell, only=only)
+        job.run_steps(list(spec.get("steps") or []), scope, shell=shell, only=chosen.only, skip=chosen.skip)
         if job.cancelled:
             result: Result = "cancelled"
         else:
@@ -289,6 +305,14 @@ class WorkflowRunner:
             warnings=job.warnings,
             root=job.root,
         )
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """Which steps of a job run (a test device): ``only`` these, or all but ``skip``."""
+
+    only: set[str] | None = None
+    skip: set[str] = field(default_factory=set)
 
 
 def _needs(spec: dict[str, Any]) -> list[str]:
