@@ -126,7 +126,9 @@ def test_healthcheck_command_passes_against_the_real_service_and_fails_without_i
         "GATE_SERVICE_DATA_DIR": str(tmp_path / "data"),
         "GATE_SERVICE_WORKERS": "0",
     }
-    assert subprocess.run(argv, env=env, capture_output=True, timeout=30, check=False).returncode != 0
+    # Nothing listens yet: exit 1, Docker's "unhealthy" (not 2, which Docker reserves).
+    refused = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 1 and "Connection refused" in refused.stderr, refused.stderr
     proc = spawn(
         [str(Path(sys.executable).parent / "gate"), "serve"], env=env, log_path=tmp_path / "serve.log"
     )
