@@ -75,8 +75,35 @@ def _service(root: Path, runs: Path, registry: Any, *, pools: bool) -> Iterator[
         services.close()
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes()) if path.is_file() and path.stat().st_size < (64 << 20) else None
+    except ValueError:
+        return None
+
+
+def _phases(out_dir: Path) -> dict[str, Any]:
+    """Where one release's time went: each gate's seconds and each smoke probe's (from its bundle)."""
+    verdict = _read_json(out_dir / "gate" / "verdict.json") or {}
+    smoke = _read_json(out_dir / "gate" / "reports" / "smoke.json") or {}
+    found: dict[str, Any] = {
+        "gates": {g["name"]: [g["status"], g["seconds"]] for g in verdict.get("gates", [])},
+        "probes": {p["name"]: p.get("seconds") for p in smoke.get("probes", [])},
+        "canary": smoke.get("canary"),
+    }
+    if verdict.get("reason"):
+        found["reason"] = verdict["reason"]
+    probes = smoke.get("probes", [])
+    failed = [f"{p['name']}: {p.get('message')}" for p in probes if p.get("status") != "pass"]
+    if failed:
+        found["failed_probes"] = failed[:5]
+    return found
+
+
 def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work: Path) -> dict[str, Any]:
     """Release every candidate through a fresh service in ``mode``; time each release to its outcome."""
+    from gate.service.jobs import release_out_dir
+
     rows = []
     started = time.monotonic()
     with _service(work / mode, runs, registry, pools=mode == "warm") as svc, svc.client("submit") as c:
@@ -86,13 +113,28 @@ def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work:
                 "/api/releases", json={"name": f"bench-{mode}", "version": f"1.0.{i}", "run": str(run)}
             )
             r.raise_for_status()
-            done = _wait(c, r.json()["id"], timeout=3600)
-            rows.append(
-                {"candidate": run.name, "status": done["status"], "seconds": round(time.monotonic() - t0, 1)}
-            )
-            print(f"{mode}: {run.name} {done['status']} in {rows[-1]['seconds']}s", flush=True)
+            rid = r.json()["id"]
+            done = _wait(c, rid, timeout=3600)
+            seconds = round(time.monotonic() - t0, 1)
+            row = {"candidate": run.name, "status": done["status"], "seconds": seconds}
+            row.update(_phases(release_out_dir(svc.settings, rid)))
+            if done["status"] != "published":
+                row["release"] = {k: done.get(k) for k in ("status", "reason", "error", "stopped_at")}
+            rows.append(row)
+            print(f"{mode}: {run.name} {done['status']} in {row['seconds']}s {row.get('gates')}", flush=True)
         boots = len(list((svc.settings.data_dir).rglob("vllm-*.log")))
-    return {"releases": rows, "total_s": round(time.monotonic() - started, 1), "vllm_boots": boots}
+        pool_events = [
+            json.loads(line)
+            for path in sorted(svc.settings.data_dir.rglob("pool-events.jsonl"))
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
+    return {
+        "releases": rows,
+        "total_s": round(time.monotonic() - started, 1),
+        "vllm_boots": boots,
+        "pool_events": pool_events,
+    }
 
 
 def main() -> int:
@@ -102,14 +144,19 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=6, help="candidates to release per mode (default 6)")
     parser.add_argument("--modes", default="warm,cold", help="comma-separated: warm, cold")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "warm_pool.json")
+    parser.add_argument("--keep", type=Path, default=None, help="work directory to keep (logs, bundles)")
     args = parser.parse_args()
     from gate.resources import examples_dir
     from tests.fixtures.training import CHEAPEST_TOOLKIT, train_cached
 
     trained = train_cached(examples_dir() / "smollm2" / "train.yaml", CHEAPEST_TOOLKIT)
     results: dict[str, Any] = {"n": args.n}
-    with tempfile.TemporaryDirectory(prefix="gate-bench-pool-") as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            work = args.keep.resolve()
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gate-bench-pool-")))
         runs = work / "runs"
         runs.mkdir()
         # Each candidate a distinct adapter: one weight nudged, its record matching the bytes.

@@ -29,12 +29,25 @@ import time
 from typing import Any
 
 
+def _threads() -> int:
+    """CPU threads for the forward passes: half the cores, at most 4 (``GATE_REFERENCE_THREADS`` overrides).
+
+    The reference runs beside a vLLM server that keeps its own threads busy on the same cores.
+    Oversubscribed OpenMP threads spin against each other: on 2 busy cores a 40-token forward
+    of a 135M model took 8-13 s with 2 threads and 0.9 s with 1 (measured).
+    """
+    wanted = os.environ.get("GATE_REFERENCE_THREADS", "")
+    if wanted.isdigit() and int(wanted) > 0:
+        return min(int(wanted), 64)
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
 def _load_base(base_dir: str, dtype_name: str) -> tuple[Any, Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(_threads())
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(base_dir)

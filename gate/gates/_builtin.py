@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from gate.console import atomic_write_text
+from gate.errors import ServerError
 from gate.gates._base import Gate, GateContext, GateReport, gate_dir
+from gate.serving import ServingRuntime
 
 __all__ = ["CheckGate", "EvalGate", "SmokeGate"]
 
@@ -40,6 +42,7 @@ class SmokeGate(Gate):
                 out_dir=out_dir,
                 on_event=sink,
                 fail_fast=ctx.fail_fast,
+                on_lease=ctx.servers.note_lease,
             )
         return run_smoke(
             ctx.adapter,
@@ -59,9 +62,28 @@ class EvalGate(Gate):
     needs_server = True
 
     def run(self, ctx: GateContext) -> GateReport:
+        pool = ctx.servers.pool
+        if pool is None:
+            return self._run(ctx, ctx.servers.get())
+        # On a warm pool the evaluation is a candidate like the smoke probes: it holds a slot, and
+        # its verdict stands only if the canary after it passes on the server it ran on; when the
+        # server was restarted meanwhile (this or another candidate poisoned it) it runs again once.
+        for _attempt in (1, 2):
+            with pool.lease(ctx.base_dir) as server:
+                ctx.servers.note_lease(server)
+                generation = pool.generation(ctx.base_dir)
+                report = self._run(ctx, server)
+            after = pool.check(ctx.base_dir)
+            if after.ok and pool.generation(ctx.base_dir) == generation:
+                return report
+        raise ServerError(
+            f"the warm server failed its canary after this candidate's evaluation, twice: {after.reason}",
+            hint="the candidate poisons the server (or the server is unstable); see the pool's events",
+        )
+
+    def _run(self, ctx: GateContext, server: ServingRuntime) -> GateReport:
         from gate.evaluate import run_eval, score_base
 
-        server = ctx.servers.get()
         base_scores = ctx.base_scores
         pool = ctx.servers.pool
         if base_scores is None and pool is not None:

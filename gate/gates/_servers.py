@@ -89,16 +89,7 @@ class ServerSource:
             raise self._failed
         if self.pool is not None:
             server = self.pool.server(self.base_dir)
-            if self._server is not server:
-                self._server = server
-                self.on_event(
-                    {
-                        "event": "server.lease",
-                        "url": server.url,
-                        "pool": str(self.pool.key),
-                        "pid": self.pool_pid(),
-                    }
-                )
+            self.note_lease(server)
             return server
         if self._server is None:
             runtime = runtime_for(self.contract)
@@ -120,6 +111,15 @@ class ServerSource:
                 self._failed = e
                 raise
         return self._server
+
+    def note_lease(self, server: ServingRuntime) -> None:
+        """Record (once per server) that this source's gates run on ``server`` of its pool."""
+        if self.pool is None or self._server is server:
+            return
+        self._server = server
+        self.on_event(
+            {"event": "server.lease", "url": server.url, "pool": str(self.pool.key), "pid": self.pool_pid()}
+        )
 
     def pool_pid(self) -> int | None:
         """The process id of the pooled server (for reports: one pool, one server process)."""

@@ -207,6 +207,14 @@ class _Slot:
     #: Bumped on every restart: a run that saw another generation than it started on is void.
     generation: int = 0
     loads: int = 0
+    #: Bumped when the server is handed out and when a lease ends: "something may have run since".
+    uses: int = 0
+    #: ``uses`` as of the last passed canary taken while no candidate held the server.
+    checked_uses: int = 0
+    #: Candidates holding the server now (:meth:`WarmPool.lease`).
+    active: int = 0
+    #: Canary readings skipped because the previous one still stood (nothing ran since).
+    reused: int = 0
     leases: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
     base_scores: dict[tuple[str, int | None], Any] = field(default_factory=dict)
 
@@ -256,6 +264,17 @@ class WarmPool:
         #: Every server boot and canary failure, in order (for reports and benchmarks).
         self.events: list[dict[str, object]] = []
 
+    def _event(self, event: dict[str, object]) -> None:
+        """Record ``event``, also as a line of ``log_dir/pool-events.jsonl`` (post-mortems, benchmarks)."""
+        stamped = {"at": round(time.time(), 3), **event}
+        self.events.append(stamped)
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_dir / "pool-events.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(stamped, default=str) + "\n")
+        except OSError:
+            pass  # the log is evidence for people, never a reason to fail a candidate
+
     @property
     def restarts(self) -> int:
         """How many servers were restarted after a failed canary."""
@@ -273,17 +292,31 @@ class WarmPool:
     # --- servers ----------------------------------------------------------------------------------
 
     def server(self, base_dir: Path) -> ServingRuntime:
-        """The warm server for ``base_dir``, booted if needed and canary-checked (restarted if poisoned)."""
+        """The warm server for ``base_dir``, booted if needed and canary-checked (restarted if poisoned).
+
+        The canary is read again unless the last passed reading still stands: nothing was
+        handed out and no candidate ran since (then the canary after candidate k is the
+        canary before k+1, and reading it twice in a row proves nothing more).
+        """
         key = Path(base_dir).resolve()
         self.last_used = time.monotonic()
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
-                return self._boot(key).server
+                slot = self._boot(key)
+                slot.uses += 1
+                return slot.server
+            if slot.active == 0 and slot.uses == slot.checked_uses:
+                slot.reused += 1
+                slot.uses += 1
+                return slot.server
         result = self.check(key)
         if not result.ok and not result.restarted:
             raise ServerError(f"the warm server for {key} failed its canary and could not be restarted")
-        return self._slots[key].server
+        with self._lock:
+            slot = self._slots[key]
+            slot.uses += 1
+            return slot.server
 
     def generation(self, base_dir: Path) -> int:
         """The restart count of ``base_dir``'s server (a run compares it before and after)."""
@@ -295,11 +328,24 @@ class WarmPool:
         server = runtime_for(self.contract).start(
             key, self.contract, log_dir=self.log_dir, ready_timeout=self.ready_timeout
         )
+        booted = time.monotonic()
         try:
             baseline = self.canary.read(server, server.served_model)
             bad = self.canary.check_baseline(baseline)
+            read = time.monotonic()
             if bad is None and self.use_reference:
                 bad = self._against_reference(key, baseline)
+            self._event(
+                {
+                    "event": "boot_canary",
+                    "ok": bad is None,
+                    "reason": bad,
+                    "baseline": baseline.to_dict(),
+                    "start_s": round(booted - started, 2),
+                    "read_s": round(read - booted, 2),
+                    "reference_s": round(time.monotonic() - read, 2),
+                }
+            )
             if bad is not None:
                 raise ServerError(
                     f"a freshly booted server fails the canary: {bad}",
@@ -316,7 +362,7 @@ class WarmPool:
         )
         self._slots[key] = slot
         seconds = round(time.monotonic() - started, 2)
-        self.events.append({"event": "boot", "base_dir": str(key), "seconds": seconds, "url": server.url})
+        self._event({"event": "boot", "base_dir": str(key), "seconds": seconds, "url": server.url})
         if self.on_boot is not None:
             self.on_boot(server)
         return slot
@@ -368,17 +414,33 @@ class WarmPool:
         if slot is None:
             raise ServerError(f"the pool has no server for {key}")
         started = time.monotonic()
+        with self._lock:
+            uses, quiet = slot.uses, slot.active == 0
+        reading: CanaryReading | None = None
         try:
             reading = self.canary.read(slot.server, slot.server.served_model)
             result = self.canary.compare(slot.baseline, reading, time.monotonic() - started)
         except ServerError as e:
             result = CanaryResult(False, f"the server did not answer the canary: {e.message}", math.inf, 0.0)
+        event: dict[str, object] = {
+            "event": "canary",
+            "ok": result.ok,
+            "reason": result.reason,
+            "drift": result.max_drift if math.isfinite(result.max_drift) else None,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if not result.ok and reading is not None:
+            event["reading"] = reading.to_dict()
+        self._event(event)
         if result.ok:
+            with self._lock:
+                if quiet and slot.active == 0:
+                    slot.checked_uses = max(slot.checked_uses, uses)
             return result
         with self._lock:
             if self._slots.get(key) is not slot:  # another thread restarted it already
                 return CanaryResult(False, result.reason, result.max_drift, result.seconds, restarted=True)
-            self.events.append({"event": "canary_failed", "base_dir": str(key), "reason": result.reason})
+            self._event({"event": "canary_failed", "base_dir": str(key), "reason": result.reason})
             self.restart(key)
         return CanaryResult(False, result.reason, result.max_drift, result.seconds, restarted=True)
 
@@ -389,7 +451,7 @@ class WarmPool:
             slot = self._slots.pop(key, None)
             if slot is not None:
                 slot.server.stop()
-            self.events.append({"event": "restart", "base_dir": str(key)})
+            self._event({"event": "restart", "base_dir": str(key)})
             return self._boot(key, generation=(slot.generation + 1) if slot else 0).server
 
     # --- candidates -------------------------------------------------------------------------------
@@ -400,9 +462,14 @@ class WarmPool:
         server = self.server(base_dir)
         slot = self._slots[Path(base_dir).resolve()]
         slot.leases.acquire()
+        with self._lock:
+            slot.active += 1
         try:
             yield server
         finally:
+            with self._lock:
+                slot.active -= 1
+                slot.uses += 1
             slot.leases.release()
             self.last_used = time.monotonic()
 
@@ -432,9 +499,7 @@ class WarmPool:
                 message = f"refused by gate: non-finite weights (NaN/Inf) in {listed}"
                 return HotLoad(lora_name, adapter_dir, LoadResult(False, 0, message, 0.0), server)
         result = server.load_adapter(lora_name, adapter_dir)
-        self.events.append(
-            {"event": "hot_load", "name": lora_name, "ok": result.ok, "seconds": result.seconds}
-        )
+        self._event({"event": "hot_load", "name": lora_name, "ok": result.ok, "seconds": result.seconds})
         return HotLoad(lora_name, adapter_dir, result, server)
 
     def unload(self, loaded: HotLoad) -> LoadResult | None:
@@ -468,8 +533,11 @@ class WarmPool:
         if slot is None:
             return compute()
         if key not in slot.base_scores:
+            started = time.monotonic()
             slot.base_scores[key] = compute()
-            self.events.append({"event": "base_scores", "key": list(key)})
+            self._event(
+                {"event": "base_scores", "key": list(key), "seconds": round(time.monotonic() - started, 2)}
+            )
         return slot.base_scores[key]
 
     # --- lifecycle --------------------------------------------------------------------------------

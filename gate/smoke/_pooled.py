@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
-from gate.serving import CanaryResult, WarmPool
+from gate.serving import CanaryResult, ServingRuntime, WarmPool
 from gate.smoke._report import SmokeReport
 from gate.smoke._run import EventSink
 from gate.smoke._runner import run_smoke
@@ -21,6 +22,7 @@ def run_smoke_pooled(
     out_dir: Path,
     fail_fast: bool = False,
     on_event: EventSink | None = None,
+    on_lease: Callable[[ServingRuntime], None] | None = None,
 ) -> SmokeReport:
     """Run ``gate smoke`` for one candidate on the pool's warm server, guarded by the canary.
 
@@ -28,7 +30,8 @@ def run_smoke_pooled(
     candidate. If it fails afterwards, or another candidate's failed canary restarted
     the server meanwhile, the verdict is void and the candidate is gated again on the
     fresh server; if the canary fails again, the candidate itself poisons the server
-    and fails the ``canary`` probe. Parity uses the pool's warm reference.
+    and fails the ``canary`` probe. Parity uses the pool's warm reference. ``on_lease``
+    is told the server each attempt runs on.
     """
     from gate.rules import lora_support
 
@@ -37,6 +40,8 @@ def run_smoke_pooled(
     report: SmokeReport | None = None
     for attempt in (1, 2):
         with pool.lease(base_dir) as server:
+            if on_lease is not None:
+                on_lease(server)
             generation = pool.generation(base_dir)
             report = run_smoke(
                 adapter_dir,

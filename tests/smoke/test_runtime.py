@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +12,7 @@ from gate.errors import InputError
 from gate.gates import GATES, ServerSource, gates_named
 from gate.safetensors_io import read_header
 from gate.serving import RUNTIMES, VLLMServer, WarmPool, candidate_name, pool_key, runtime_for
+from gate.serving._client import Completion, TokenLogprob
 from gate.serving._verify import parse_max_loras, write_probe_adapter
 from gate.smoke import judge_positions
 from tests.fixtures.serving import write_lora
@@ -93,3 +95,50 @@ def test_a_server_source_attaches_to_a_url_and_otherwise_leases_from_a_matching_
     assert ServerSource(smoke_contract, tmp_path, log_dir=tmp_path, pool=pool).mode == "pooled"
     assert ServerSource(other, tmp_path, log_dir=tmp_path, pool=pool).mode == "started"
     assert ServerSource(smoke_contract, tmp_path, log_dir=tmp_path).mode == "started"
+
+
+class _CountingServer:
+    """Stands in for a booted server in the pool's bookkeeping: answers the canary, counts the readings."""
+
+    served_model = "base"
+    url = "http://127.0.0.1:1"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def complete(self, model: str, prompt: str, **kwargs: object) -> Completion:
+        self.reads += 1
+        tokens = tuple(TokenLogprob(i, "x", -0.5) for i in (1, 2))
+        return Completion("xx", "length", tokens, 2, 0.0)
+
+    def stop(self) -> None:
+        return None
+
+
+def test_the_canary_after_one_candidate_is_the_canary_before_the_next_and_any_handout_needs_a_new_one(
+    smoke_contract,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import gate.serving._pool as pool_module
+
+    server = _CountingServer()
+    monkeypatch.setattr(
+        pool_module, "runtime_for", lambda contract: SimpleNamespace(start=lambda *a, **k: server)
+    )
+    pool = WarmPool(smoke_contract, log_dir=tmp_path, reference=False)
+    with pool.lease(tmp_path):  # boots: the boot reading is the baseline
+        assert server.reads == 1
+    assert pool.check(tmp_path).ok and server.reads == 2  # after candidate 1
+    with pool.lease(tmp_path):  # nothing ran since the reading after candidate 1: it stands
+        assert server.reads == 2
+    assert pool.check(tmp_path).ok and server.reads == 3
+    pool.server(tmp_path)  # handed out outside a lease: whatever its holder does is unchecked
+    with pool.lease(tmp_path):
+        assert server.reads == 4
+    assert pool.check(tmp_path).ok and server.reads == 5
+    with pool.lease(tmp_path):
+        assert server.reads == 5
+        with pool.lease(tmp_path):  # beside a running candidate a reading proves nothing about quiet
+            assert server.reads == 6
+    assert [e["event"] for e in pool.events].count("canary") == 5
