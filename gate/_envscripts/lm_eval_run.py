@@ -1,7 +1,9 @@
 """Run lm-evaluation-harness against a running OpenAI-compatible server (inside the lm-eval env).
 
 Executed by gate/evaluate.py as a subprocess, never imported by gate's core.
-Usage: python lm_eval_run.py CONFIG.json
+Usage: python lm_eval_run.py CONFIG.json      run once, then exit
+       python lm_eval_run.py --serve          warm: one {"config": PATH} per stdin line, each run
+                                              ending with the event {"event": "finished", "ok": ...}
 
 CONFIG holds the tasks directory, the server URL, the base model's local
 tokenizer directory and a list of jobs {label, model, kind, tasks, out}. Each
@@ -139,14 +141,47 @@ def run_job(job, cfg, task_manager):
     emit(event="done", job=job["id"], seconds=round(time.monotonic() - started, 2))
 
 
-def main():
-    cfg = json.loads(Path(sys.argv[1]).read_text())
+def run_config(cfg):
+    """Every job of one configuration (the task index is rebuilt each time: it costs milliseconds)."""
     os.chdir(cfg["tasks_dir"])
     from lm_eval.tasks import TaskManager
 
     task_manager = TaskManager(include_path=cfg["tasks_dir"], include_defaults=False)
     for job in cfg["jobs"]:
         run_job(job, cfg, task_manager)
+
+
+def serve():
+    """Warm mode: the imports are paid once; each run builds its models and tasks afresh."""
+    import traceback
+
+    # Paid before the first request (which then costs only its own work): lm-eval, its API models.
+    from lm_eval import simple_evaluate  # noqa: F401
+    from lm_eval.api.registry import get_model
+
+    get_model("local-completions")
+    get_model("local-chat-completions")
+    emit(event="ready")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            run_config(json.loads(Path(json.loads(line)["config"]).read_text()))
+        except BaseException as e:  # one failed run must not end the warm process (nor hide why)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            traceback.print_exc()
+            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+            emit(event="finished", ok=False, error=detail[-1500:])
+        else:
+            emit(event="finished", ok=True)
+
+
+def main():
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+        return
+    run_config(json.loads(Path(sys.argv[1]).read_text()))
 
 
 if __name__ == "__main__":

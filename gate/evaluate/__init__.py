@@ -33,12 +33,14 @@ from gate.evaluate._power import PowerPlan, power_plan
 from gate.evaluate._report import EvalReport, render_markdown
 from gate.evaluate._runner import score_base
 from gate.evaluate._scores import ModelScores
+from gate.evaluate._warm import WarmEvaluator
 
 __all__ = [
     "Baseline",
     "EvalReport",
     "ModelScores",
     "PowerPlan",
+    "WarmEvaluator",
     "check_inputs",
     "lm_eval_env_spec",
     "load_baseline",

@@ -21,6 +21,7 @@ from gate.evaluate._runner import Server, score_models
 from gate.evaluate._scores import ModelScores
 from gate.evaluate._stats import MetricVerdict, judge_metric, metric_key
 from gate.evaluate._tasks import planning, task_set, thresholds
+from gate.evaluate._warm import WarmEvaluator
 
 __all__ = ["check_inputs", "run_eval"]
 
@@ -103,6 +104,7 @@ def run_eval(
     timeout: float = 3600.0,
     request_timeout: float = 300.0,
     limit: int | None = None,
+    evaluator: WarmEvaluator | None = None,
 ) -> EvalReport:
     """Run the evaluation gate and write ``report.json``/``report.md`` into ``out_dir``.
 
@@ -113,7 +115,8 @@ def run_eval(
     against the released adapter's per-document scores instead of the base.
 
     ``limit`` scores only the first N documents of each task (a cheap, coarser
-    verdict; recorded in the report's ``limit``).
+    verdict; recorded in the report's ``limit``). ``evaluator`` is a warm lm-eval
+    process (a warm pool's) to run in instead of starting one.
 
     Bad input raises :class:`InputError`; a server that dies or times out, or an
     evaluator crash, yields a failed report that says why.
@@ -208,6 +211,7 @@ def run_eval(
                         timeout=timeout,
                         request_timeout=request_timeout,
                         limit=limit,
+                        evaluator=evaluator,
                     )
                 finally:
                     if server.alive():

@@ -19,6 +19,7 @@ from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._scores import ModelScores, _aggregates, _read_job
 from gate.evaluate._stats import MetricThreshold
 from gate.evaluate._tasks import TaskSet, task_set, thresholds
+from gate.evaluate._warm import WarmEvaluator
 from gate.proc import run_streamed
 
 __all__ = ["Server", "score_base", "score_models"]
@@ -71,9 +72,10 @@ def _run_lm_eval(
     timeout: float,
     request_timeout: float,
     limit: int | None = None,
+    evaluator: WarmEvaluator | None = None,
 ) -> None:
-    """Run the jobs in one lm-eval subprocess, with a progress bar per model and task kind."""
-    env = ensure(lm_eval_env_spec())
+    """Run the jobs in one lm-eval subprocess (``evaluator``'s warm one if given), with progress bars."""
+    env = ensure(lm_eval_env_spec()) if evaluator is None else None
     for job in jobs:
         if job.out.exists():
             shutil.rmtree(job.out)
@@ -144,14 +146,20 @@ def _run_lm_eval(
                     err.print(f"gate eval: {name}: done in {event.get('seconds')}s")
 
         try:
-            done = run_streamed(
-                [str(env.python), str(_SCRIPT), str(config_path)],
-                env=env.environ(extra),
-                cwd=tasks.path,
-                log_path=log,
-                on_line=on_line,
-                timeout=timeout,
-            )
+            if evaluator is not None:
+                done = evaluator.run(
+                    config_path, extra_env=extra, log_path=log, on_line=on_line, timeout=timeout
+                )
+            else:
+                assert env is not None
+                done = run_streamed(
+                    [str(env.python), str(_SCRIPT), str(config_path)],
+                    env=env.environ(extra),
+                    cwd=tasks.path,
+                    log_path=log,
+                    on_line=on_line,
+                    timeout=timeout,
+                )
         except ToolError as e:
             if not server.alive():
                 raise ServerError(f"the vLLM server at {server.url} died during the evaluation") from e
@@ -221,6 +229,7 @@ def score_models(
     timeout: float,
     request_timeout: float,
     limit: int | None = None,
+    evaluator: WarmEvaluator | None = None,
 ) -> dict[str, ModelScores]:
     wanted = thresholds(contract)
     raw = out_dir / "lm-eval"
@@ -235,6 +244,7 @@ def score_models(
         timeout=timeout,
         request_timeout=request_timeout,
         limit=limit,
+        evaluator=evaluator,
     )
     seconds = time.monotonic() - started
     return {
@@ -261,10 +271,12 @@ def score_base(
     timeout: float = 3600.0,
     request_timeout: float = 300.0,
     limit: int | None = None,
+    evaluator: WarmEvaluator | None = None,
 ) -> ModelScores:
     """Score the base model on the contract's tasks (reuse it for several adapters on one server).
 
-    ``limit`` scores only the first N documents of each task (lm-eval's ``limit``).
+    ``limit`` scores only the first N documents of each task (lm-eval's ``limit``); ``evaluator``
+    is a warm lm-eval process to run in (:class:`gate.evaluate.WarmEvaluator`, a pool's).
     Scores kept by an earlier run under the same key are reused (:mod:`gate.evaluate._cache`).
     """
     from gate.evaluate import _cache
@@ -283,6 +295,7 @@ def score_base(
         timeout=timeout,
         request_timeout=request_timeout,
         limit=limit,
+        evaluator=evaluator,
     )["base"]
     if key is not None:
         _cache.store(key, scores)

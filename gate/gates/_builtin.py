@@ -82,10 +82,15 @@ class EvalGate(Gate):
         )
 
     def _run(self, ctx: GateContext, server: ServingRuntime) -> GateReport:
-        from gate.evaluate import run_eval, score_base
+        from gate.evaluate import WarmEvaluator, run_eval, score_base
 
         base_scores = ctx.base_scores
         pool = ctx.servers.pool
+        evaluator = None
+        if pool is not None:
+            # One warm lm-eval process per pool: an evaluation no longer pays an interpreter start.
+            log_dir = pool.log_dir / "lm-eval"
+            evaluator = pool.helper("lm-eval", lambda: WarmEvaluator(log_dir=log_dir))
         if base_scores is None and pool is not None:
             # The base's scores depend on the base and serving config (the pool's key) and on the task
             # data, which the contract digest covers: scored once per pool server and contract.
@@ -99,6 +104,7 @@ class EvalGate(Gate):
                     base_dir=ctx.base_dir,
                     out_dir=ctx.work_dir / "base-eval",
                     limit=ctx.eval_limit,
+                    evaluator=evaluator,
                 ),
             )
         return run_eval(
@@ -110,6 +116,7 @@ class EvalGate(Gate):
             baseline=ctx.baseline,
             base_scores=base_scores,
             limit=ctx.eval_limit,
+            evaluator=evaluator,
         )
 
     def write_extra(self, report: GateReport, target: Path) -> None:

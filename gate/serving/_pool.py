@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from gate.contract import Contract
 from gate.errors import InputError, ServerError
@@ -200,6 +200,13 @@ def candidate_name(adapter_dir: Path, sequence: int) -> str:
     return f"gate-{digest[:16]}-{sequence}"
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_H = TypeVar("_H", bound=_Closable)
+
+
 @dataclass
 class _Slot:
     server: ServingRuntime
@@ -259,6 +266,7 @@ class WarmPool:
         self.use_reference = reference
         self._slots: dict[Path, _Slot] = {}
         self._references: dict[Path, ReferenceProcess] = {}
+        self._helpers: dict[str, _Closable] = {}
         self._lock = threading.RLock()
         self.last_used = time.monotonic()
         #: Every server boot and canary failure, in order (for reports and benchmarks).
@@ -401,6 +409,18 @@ class WarmPool:
                 )
                 self._references[key] = ref
             return ref
+
+    def helper(self, name: str, make: Callable[[], _H]) -> _H:
+        """A long-lived helper of this pool (a warm evaluator...), made on first use, closed with the pool.
+
+        The serving layer knows nothing of what gates run beside the server; a gate keeps its own
+        warm process here so it lives exactly as long as the pool.
+        """
+        with self._lock:
+            helper = self._helpers.get(name)
+            if helper is None:
+                helper = self._helpers[name] = make()
+            return helper  # type: ignore[return-value]
 
     def check(self, base_dir: Path) -> CanaryResult:
         """Run the canary on ``base_dir``'s server; restart the server when it fails.
@@ -547,9 +567,10 @@ class WarmPool:
         with self._lock:
             slots, self._slots = list(self._slots.values()), {}
             refs, self._references = list(self._references.values()), {}
+            helpers, self._helpers = list(self._helpers.values()), {}
         for slot in slots:
             slot.server.stop()
-        for ref in refs:
+        for ref in [*refs, *helpers]:
             ref.close()
 
     def __enter__(self) -> WarmPool:
