@@ -200,6 +200,10 @@ def candidate_name(adapter_dir: Path, sequence: int) -> str:
     return f"gate-{digest[:16]}-{sequence}"
 
 
+class _BootCanaryFailed(ServerError):
+    """A server booted, but its first canary reading failed or could not be checked."""
+
+
 class _Closable(Protocol):
     def close(self) -> None: ...
 
@@ -332,6 +336,16 @@ class WarmPool:
         return -1 if slot is None else slot.generation
 
     def _boot(self, key: Path, generation: int = 0) -> _Slot:
+        # A fresh server whose boot canary fails (or whose reference check could not be made) is
+        # replaced once before the candidate that asked for it fails: the canary judges servers,
+        # and one bad boot is not yet the base's nor the candidate's fault.
+        try:
+            return self._boot_once(key, generation)
+        except _BootCanaryFailed as e:
+            self._event({"event": "boot_retry", "base_dir": str(key), "reason": e.message})
+            return self._boot_once(key, generation)
+
+    def _boot_once(self, key: Path, generation: int) -> _Slot:
         started = time.monotonic()
         server = runtime_for(self.contract).start(
             key, self.contract, log_dir=self.log_dir, ready_timeout=self.ready_timeout
@@ -355,10 +369,17 @@ class WarmPool:
                 }
             )
             if bad is not None:
-                raise ServerError(
+                raise _BootCanaryFailed(
                     f"a freshly booted server fails the canary: {bad}",
                     hint=f"server: {server.describe().get('log')}",
                 )
+        except ServerError as e:
+            server.stop()
+            if isinstance(e, _BootCanaryFailed):
+                raise
+            raise _BootCanaryFailed(
+                f"the canary of a freshly booted server could not be checked: {e.message}", hint=e.hint
+            ) from e
         except BaseException:
             server.stop()
             raise

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gate.errors import InputError
+from gate.errors import InputError, ServerError
 from gate.gates import GATES, ServerSource, gates_named
 from gate.safetensors_io import read_header
 from gate.serving import RUNTIMES, VLLMServer, WarmPool, candidate_name, pool_key, runtime_for
@@ -114,6 +114,9 @@ class _CountingServer:
     def stop(self) -> None:
         return None
 
+    def describe(self) -> dict[str, object]:
+        return {"log": None}
+
 
 def test_the_canary_after_one_candidate_is_the_canary_before_the_next_and_any_handout_needs_a_new_one(
     smoke_contract,
@@ -142,3 +145,41 @@ def test_the_canary_after_one_candidate_is_the_canary_before_the_next_and_any_ha
         with pool.lease(tmp_path):  # beside a running candidate a reading proves nothing about quiet
             assert server.reads == 6
     assert [e["event"] for e in pool.events].count("canary") == 5
+
+
+class _SilentServer(_CountingServer):
+    """A booted server whose base answers the canary with nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped = False
+
+    def complete(self, model: str, prompt: str, **kwargs: object) -> Completion:
+        self.reads += 1
+        return Completion("", "length", (), 0, 0.0)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_fresh_server_failing_its_boot_canary_is_replaced_once_before_the_candidate_fails(
+    smoke_contract,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import gate.serving._pool as pool_module
+
+    booted = [_SilentServer(), _CountingServer(), _SilentServer(), _SilentServer()]
+    servers = iter(booted)
+    monkeypatch.setattr(
+        pool_module, "runtime_for", lambda contract: SimpleNamespace(start=lambda *a, **k: next(servers))
+    )
+    pool = WarmPool(smoke_contract, log_dir=tmp_path, reference=False)
+    assert pool.server(tmp_path) is booted[1]
+    assert booted[0].stopped and [e["event"] for e in pool.events].count("boot_retry") == 1
+    pool.close()
+    with pytest.raises(
+        ServerError, match="fails the canary: the base model answered the canary with no text"
+    ):
+        pool.server(tmp_path)  # two bad boots in a row: the candidate fails, naming why
+    assert booted[2].stopped and booted[3].stopped
