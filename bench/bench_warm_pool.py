@@ -100,6 +100,33 @@ def _phases(out_dir: Path) -> dict[str, Any]:
     return found
 
 
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    return round(ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2, 3)
+
+
+def _phase_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Seconds per gate and smoke probe: the first release's and the median of the later ones."""
+    table: dict[str, dict[str, float | None]] = {}
+    names = [("release", lambda r: r.get("seconds"))]
+    for row in rows:
+        for gate in row.get("gates") or {}:
+            names.append((f"gate {gate}", lambda r, g=gate: (r.get("gates") or {}).get(g, [None, None])[1]))
+        for probe in row.get("probes") or {}:
+            names.append((f"probe {probe}", lambda r, p=probe: (r.get("probes") or {}).get(p)))
+    for name, get in names:
+        if name in table:
+            continue
+        values = [get(r) for r in rows]
+        later = [float(v) for v in values[1:] if isinstance(v, int | float)]
+        first = values[0] if values and isinstance(values[0], int | float) else None
+        table[name] = {"first": first, "later_median": _median(later)}
+    return table
+
+
 def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work: Path) -> dict[str, Any]:
     """Release every candidate through a fresh service in ``mode``; time each release to its outcome."""
     from gate.service.jobs import release_out_dir
@@ -129,10 +156,13 @@ def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work:
             for line in path.read_text().splitlines()
             if line.strip()
         ]
+    canaries = [e for e in pool_events if e.get("event") == "canary"]
     return {
         "releases": rows,
         "total_s": round(time.monotonic() - started, 1),
         "vllm_boots": boots,
+        "canary_readings": len(canaries),
+        "canary_s": round(sum(float(e.get("seconds") or 0) for e in canaries), 2),
         "pool_events": pool_events,
     }
 
@@ -164,6 +194,9 @@ def main() -> int:
         with running_registry(work / "registry") as registry:
             for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
                 results[mode] = run_mode(mode, candidates, runs, registry, work)
+    for mode in ("warm", "cold"):
+        if mode in results:
+            results[mode]["phases"] = _phase_table(results[mode]["releases"])
     if "warm" in results and "cold" in results:
         results["cold_over_warm"] = round(
             results["cold"]["total_s"] / max(results["warm"]["total_s"], 1e-9), 2
