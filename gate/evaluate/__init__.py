@@ -33,7 +33,7 @@ from gate.evaluate._power import PowerPlan, power_plan
 from gate.evaluate._report import EvalReport, render_markdown
 from gate.evaluate._runner import score_base
 from gate.evaluate._scores import ModelScores
-from gate.evaluate._warm import WarmEvaluator
+from gate.evaluate._warm import WarmEvaluator, WarmEvaluators
 
 __all__ = [
     "Baseline",
@@ -41,6 +41,7 @@ __all__ = [
     "ModelScores",
     "PowerPlan",
     "WarmEvaluator",
+    "WarmEvaluators",
     "check_inputs",
     "lm_eval_env_spec",
     "load_baseline",

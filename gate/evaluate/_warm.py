@@ -10,6 +10,7 @@ the timeout or writes an over-long line is stopped and started again on the next
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -17,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -25,7 +26,7 @@ from gate.errors import ToolError
 from gate.evaluate._env import lm_eval_env_spec
 from gate.proc import Completed
 
-__all__ = ["WarmEvaluator"]
+__all__ = ["WarmEvaluator", "WarmEvaluators"]
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "_envscripts" / "lm_eval_run.py"
 _EVENT = "@@gate "
@@ -167,6 +168,46 @@ class WarmEvaluator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class WarmEvaluators:
+    """Up to ``size`` warm lm-eval processes, one per candidate evaluating at once (made on demand).
+
+    A pool gates up to ``serving.max_loras`` candidates at once; one shared process would make
+    their evaluations wait for each other.
+    """
+
+    def __init__(self, *, log_dir: Path, size: int) -> None:
+        self.log_dir = Path(log_dir)
+        self.size = max(1, size)
+        self._all: list[WarmEvaluator] = []
+        self._free: list[WarmEvaluator] = []
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[WarmEvaluator]:
+        """A warm process of its own for the ``with`` block (waits while all ``size`` are busy)."""
+        with self._cond:
+            while not self._free and len(self._all) >= self.size:
+                self._cond.wait()
+            if self._free:
+                evaluator = self._free.pop()
+            else:
+                evaluator = WarmEvaluator(log_dir=self.log_dir / str(len(self._all)))
+                self._all.append(evaluator)
+        try:
+            yield evaluator
+        finally:
+            with self._cond:
+                self._free.append(evaluator)
+                self._cond.notify()
+
+    def close(self) -> None:
+        """Stop every process."""
+        with self._cond:
+            evaluators, self._all, self._free = list(self._all), [], []
+        for evaluator in evaluators:
+            evaluator.close()
 
 
 def _event(line: str) -> dict[str, object] | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gate.console import atomic_write_text
 from gate.errors import ServerError
 from gate.gates._base import Gate, GateContext, GateReport, gate_dir
 from gate.serving import ServingRuntime
+
+if TYPE_CHECKING:
+    from gate.evaluate import WarmEvaluator
 
 __all__ = ["CheckGate", "EvalGate", "SmokeGate"]
 
@@ -82,15 +86,25 @@ class EvalGate(Gate):
         )
 
     def _run(self, ctx: GateContext, server: ServingRuntime) -> GateReport:
-        from gate.evaluate import WarmEvaluator, run_eval, score_base
+        from gate.evaluate import WarmEvaluators
+
+        pool = ctx.servers.pool
+        if pool is None:
+            return self._evaluate(ctx, server, None)
+        # Warm lm-eval processes per pool (one per candidate evaluating at once): an evaluation no
+        # longer pays an interpreter start.
+        log_dir, size = pool.log_dir / "lm-eval", ctx.contract.serving.max_loras
+        evaluators = pool.helper("lm-eval", lambda: WarmEvaluators(log_dir=log_dir, size=size))
+        with evaluators.lease() as evaluator:
+            return self._evaluate(ctx, server, evaluator)
+
+    def _evaluate(
+        self, ctx: GateContext, server: ServingRuntime, evaluator: WarmEvaluator | None
+    ) -> GateReport:
+        from gate.evaluate import run_eval, score_base
 
         base_scores = ctx.base_scores
         pool = ctx.servers.pool
-        evaluator = None
-        if pool is not None:
-            # One warm lm-eval process per pool: an evaluation no longer pays an interpreter start.
-            log_dir = pool.log_dir / "lm-eval"
-            evaluator = pool.helper("lm-eval", lambda: WarmEvaluator(log_dir=log_dir))
         if base_scores is None and pool is not None:
             # The base's scores depend on the base and serving config (the pool's key) and on the task
             # data, which the contract digest covers: scored once per pool server and contract.

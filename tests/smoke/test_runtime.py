@@ -183,3 +183,21 @@ def test_a_fresh_server_failing_its_boot_canary_is_replaced_once_before_the_cand
     ):
         pool.server(tmp_path)  # two bad boots in a row: the candidate fails, naming why
     assert booted[2].stopped and booted[3].stopped
+
+
+def test_concurrent_evaluations_each_get_a_warm_lm_eval_process_up_to_the_pools_limit(tmp_path: Path) -> None:
+    import threading
+
+    from gate.evaluate import WarmEvaluators
+
+    evaluators = WarmEvaluators(log_dir=tmp_path, size=2)  # processes start on their first run only
+    got: list[object] = []
+    with evaluators.lease() as a, evaluators.lease() as b:
+        assert a is not b
+        third = threading.Thread(target=lambda: got.append(evaluators.lease().__enter__()))
+        third.start()
+        third.join(0.3)
+        assert third.is_alive() and not got  # both are busy: the third evaluation waits
+    third.join(5)
+    assert got and got[0] in (a, b)  # and then reuses a warm one
+    evaluators.close()
