@@ -25,13 +25,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--contract",
         type=Path,
         metavar="FILE",
-        help="contract YAML (default: the embedded contracts/smollm2-vllm.yaml)",
+        help="contract YAML, or 'smollm2' for the embedded demo contract (required)",
     )
-    p.add_argument(
+    base = p.add_mutually_exclusive_group()
+    base.add_argument(
         "--base",
         type=Path,
         metavar="BASE_DIR",
-        help="the real base model directory: compare shapes, tokenizer and identity against it",
+        help="the real base model directory: compare shapes, tokenizer and identity against it "
+        "(default: the base the contract or the run names, else an error)",
+    )
+    base.add_argument(
+        "--no-base",
+        action="store_true",
+        help="packaging checks only: do not compare against the base (its identity is not checked)",
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON report to FILE (atomically)")
@@ -45,18 +52,23 @@ def run(args: argparse.Namespace) -> int:
     from gate.check import resolve_adapter_dir, run_check
     from gate.console import atomic_write_json, err, plain, print_json
     from gate.contract import Contract
+    from gate.contracts import resolve_base, resolve_contract, run_of
     from gate.errors import InputError
-    from gate.resources import default_contract
 
     if args.list_rules:
         return _list_rules(as_json=args.json)
     if args.adapter_dir is None:
         raise InputError("gate check needs ADAPTER_DIR", hint="gate check path/to/adapter [--base BASE_DIR]")
-    contract = Contract.from_yaml(args.contract or default_contract())
+    contract = Contract.from_yaml(resolve_contract(args.contract))
     adapter_dir = resolve_adapter_dir(args.adapter_dir)
     if adapter_dir != args.adapter_dir:
         err.print(plain(f"gate: {args.adapter_dir} is a run directory; checking {adapter_dir}"))
-    report = run_check(adapter_dir, contract, args.base)
+    base_dir = None
+    if not args.no_base:
+        base_dir = resolve_base(
+            contract, args.base, run=run_of(adapter_dir), alternative=" (or --no-base: packaging only)"
+        )
+    report = run_check(adapter_dir, contract, base_dir)
     if args.out:
         atomic_write_json(args.out, report.to_dict())
     if args.json:

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--contract",
         type=Path,
         default=os.environ.get("GATE_CONTRACT"),
-        help="contract YAML (default: the embedded SmolLM2 contract; env GATE_CONTRACT)",
+        help="contract YAML, or 'smollm2' for the embedded demo contract (required; env GATE_CONTRACT)",
     )
     p.add_argument(
         "--server",
@@ -43,7 +43,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a running vLLM server to use (default: start one for this run; env GATE_SERVER_URL)",
     )
     p.add_argument(
-        "--base", type=Path, metavar="DIR", help="base model directory (default: the embedded SmolLM2 build)"
+        "--base",
+        type=Path,
+        metavar="DIR",
+        help="base model directory, or 'smollm2' (default: the base the contract or the run names)",
     )
     add_baseline_options(p)
     p.add_argument(
@@ -130,13 +133,12 @@ def _server(args: argparse.Namespace, base_dir: Path, contract: Contract) -> Ite
 def run(args: argparse.Namespace) -> int:
     from gate.base_model import base_identity
     from gate.contract import Contract
-    from gate.contracts import resolve_base
+    from gate.contracts import resolve_base, resolve_contract, run_of
     from gate.errors import InputError
     from gate.evaluate import check_inputs, run_eval
-    from gate.resources import default_contract
 
-    contract = Contract.from_yaml(args.contract or default_contract())
-    base_dir = resolve_base(contract, args.base)
+    contract = Contract.from_yaml(resolve_contract(args.contract))
+    base_dir = resolve_base(contract, args.base, run=run_of(args.adapter))
     identity = base_identity(base_dir)
     if identity != contract.base_model.identity:
         raise InputError(

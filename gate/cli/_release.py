@@ -27,14 +27,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("release", help="run every gate, then sign and publish the bundle (fail-closed)")
     p.add_argument("--run", type=Path, help="run directory (RUN_DIR/adapter + RUN_DIR/run.json)")
-    p.add_argument("--contract", type=Path, help="contract file (default: the shipped SmolLM2/vLLM contract)")
+    p.add_argument(
+        "--contract",
+        type=Path,
+        help="contract file, or 'smollm2' for the embedded demo contract (required with --run)",
+    )
     p.add_argument(
         "--to",
         dest="target",
         help="oci://HOST[:PORT]/REPO:TAG or oci-layout://PATH:TAG (default: the contract's publish.target)",
     )
     p.add_argument("--out", type=Path, help="bundle directory to write (default: ./gate-release/<run name>)")
-    p.add_argument("--base", type=Path, help="base model directory (default: the cached SmolLM2 base)")
+    p.add_argument(
+        "--base",
+        type=Path,
+        help="base model directory, or 'smollm2' (default: the base the run or the contract names)",
+    )
     p.add_argument("--server", help="URL of a running vLLM server to use for smoke and eval")
     add_baseline_options(p)
     p.add_argument(
@@ -96,16 +104,17 @@ def _run(args: argparse.Namespace) -> int:
     from gate import github
     from gate.approve import Approver, approve_release
     from gate.contract import Contract
+    from gate.contracts import resolve_contract
     from gate.errors import InputError
     from gate.pipeline import ReleaseRequest, ReleaseResult, run_release
-    from gate.resources import default_contract
     from gate.signing import SigningConfig
 
     if (args.run is None) == (args.approve is None):
         raise InputError("give --run RUN_DIR (release a run) or --approve BUNDLE (approve a staged one)")
     if args.approve is not None and (not args.approver or not args.target):
         raise InputError("--approve needs --approver NAME and --to REF (the tag to publish)")
-    contract_path = args.contract or default_contract()
+    # an approval re-gates nothing: the staged bundle carries its contract
+    contract_path = resolve_contract(args.contract) if args.run is not None else args.contract
     signing = SigningConfig(
         method=args.sign_method,
         private_key=args.sign_key,
@@ -134,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
                 args.approve, approver, signing, args.target, expected_digest=args.digest, on_event=on_event
             )
         else:
+            assert contract_path is not None
             contract = Contract.from_yaml(contract_path)
             request = ReleaseRequest(
                 run_dir=args.run,

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         metavar="FILE",
         default=os.environ.get("GATE_CONTRACT"),
-        help="contract YAML (default: the embedded contracts/smollm2-vllm.yaml; env GATE_CONTRACT)",
+        help="contract YAML, or 'smollm2' for the embedded demo contract (required; env GATE_CONTRACT)",
     )
     p.add_argument(
         "--server",
@@ -48,7 +48,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "serving configuration (verified like --server); boot one when there is none",
     )
     p.add_argument(
-        "--base", type=Path, metavar="DIR", help="base model directory (default: the embedded SmolLM2 build)"
+        "--base",
+        type=Path,
+        metavar="DIR",
+        help="base model directory, or 'smollm2' (default: the base the contract or the run names)",
     )
     p.add_argument(
         "--out",
@@ -91,13 +94,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     from gate.console import err, print_json, progress
     from gate.contract import Contract
-    from gate.contracts import resolve_base
+    from gate.contracts import resolve_base, resolve_contract, run_of
     from gate.gates import run_one
-    from gate.resources import default_contract
     from gate.smoke import PROBES, SmokeReport
 
-    contract = Contract.from_yaml(args.contract or default_contract())
-    base = resolve_base(contract, args.base)
+    contract = Contract.from_yaml(resolve_contract(args.contract))
+    base = resolve_base(contract, args.base, run=run_of(args.adapter_dir))
     with _sigterm_as_interrupt(), progress(transient=True) as bar:
         task = bar.add_task("smoke", total=len(PROBES), status="")
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gate.console import err, out, print_json
+from gate.console import out, print_json
 
 
 def add_trust_options(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,10 @@ def add_trust_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sigstore-staging", action="store_true", help="use Sigstore's staging instance")
     c = p.add_argument_group("contract")
     c.add_argument(
-        "--contract", type=Path, help="the contract the bundle must have passed under (default: shipped one)"
+        "--contract",
+        type=Path,
+        help="the contract the bundle must have passed under, or 'smollm2' for the embedded demo contract "
+        "(this or --contract-digest is required)",
     )
     c.add_argument("--contract-digest", help="sha256 of the expected contract file instead of --contract")
 
@@ -41,8 +44,8 @@ def _env_path(name: str) -> Path | None:
 def trust_from_args(args: argparse.Namespace) -> tuple[Any, str]:
     """Build the trust policy and the expected contract sha256 from the options."""
     from gate.contract import Contract
+    from gate.contracts import resolve_contract
     from gate.errors import InputError
-    from gate.resources import default_contract
     from gate.signing import TrustPolicy, key_fingerprint
 
     contract = None
@@ -51,11 +54,9 @@ def trust_from_args(args: argparse.Namespace) -> tuple[Any, str]:
         if len(expected) != 64:
             raise InputError(f"--contract-digest {args.contract_digest!r} is not a sha256")
     else:
-        path = args.contract or default_contract()
+        path = resolve_contract(args.contract, alternative=" or --contract-digest SHA256")
         contract = Contract.from_yaml(path)
         expected = contract.sha256
-        if args.contract is None:
-            err.print(f"expected contract: {path} (the shipped default; pass --contract to choose)")
     policy_src = contract.signing if contract is not None else None
     cert_identity = args.cert_identity or (policy_src.certificate_identity if policy_src else None)
     sig_identity = args.sigstore_identity or (policy_src.sigstore_identity if policy_src else None)

@@ -25,6 +25,7 @@ from gate.contracts._resolve import (
     registered_bases,
     resolve_base,
     resolve_contract,
+    run_of,
 )
 from gate.contracts._verify import Mismatch, verify_against_base
 
@@ -43,5 +44,6 @@ __all__ = [
     "registered_bases",
     "resolve_base",
     "resolve_contract",
+    "run_of",
     "verify_against_base",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "registered_bases",
     "resolve_base",
     "resolve_contract",
+    "run_of",
     "store_dir",
 ]
 
@@ -102,13 +103,16 @@ def _read_entry(file: Path) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in entry.items()}
 
 
-def resolve_contract(value: Path | str | None, *, flag: str = "--contract") -> Path:
-    """The contract file ``value`` names: a path, or a builtin name (``smollm2``)."""
+def resolve_contract(value: Path | str | None, *, flag: str = "--contract", alternative: str = "") -> Path:
+    """The contract file ``value`` names: a path, or a builtin name (``smollm2``).
+
+    ``alternative`` names another way the command accepts (``" or --contract-digest SHA256"``).
+    """
     from gate.resources import contracts_dir
 
     if value is None or str(value) == "":
         raise InputError(
-            f"no contract given: pass {flag} FILE",
+            f"no contract given: pass {flag} FILE{alternative}",
             hint=f"write one for your base: gate contract init --base DIR --out FILE; or {flag} smollm2 "
             "for the embedded demo contract",
         )
@@ -116,9 +120,20 @@ def resolve_contract(value: Path | str | None, *, flag: str = "--contract") -> P
     path = Path(value)
     if text in BUILTIN_CONTRACTS and not path.exists():
         return contracts_dir() / BUILTIN_CONTRACTS[text]
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"{flag} {text}: no such contract file", hint="builtin contracts: smollm2")
-    return path
+    # a FIFO, a directory or a link is the loader's to refuse, with its precise message
+    return path.absolute()
+
+
+def run_of(path: Path) -> Path | None:
+    """The gate run directory ``path`` is (run.json + adapter/) or is the ``adapter/`` of; else None."""
+    path = Path(path)
+    for candidate in (path, path.parent) if path.name == "adapter" else (path,):
+        record = candidate / "run.json"
+        if record.is_file() and not record.is_symlink() and (candidate / "adapter").is_dir():
+            return candidate
+    return None
 
 
 def _from_run(contract: Contract, run: Path) -> Path | None:
@@ -137,9 +152,17 @@ def _from_run(contract: Contract, run: Path) -> Path | None:
 
 
 def resolve_base(
-    contract: Contract, explicit: Path | str | None = None, run: Path | None = None, *, flag: str = "--base"
+    contract: Contract,
+    explicit: Path | str | None = None,
+    run: Path | None = None,
+    *,
+    flag: str = "--base",
+    alternative: str = "",
 ) -> Path:
-    """The base directory for ``contract`` (see the module docstring for the order)."""
+    """The base directory for ``contract`` (see the module docstring for the order).
+
+    ``alternative`` names another choice the command offers (``" or --no-base"``).
+    """
     if explicit is not None and str(explicit) != "":
         text = str(explicit)
         if text.removeprefix("builtin:") in BUILTIN_BASES and not Path(explicit).exists():
@@ -147,7 +170,8 @@ def resolve_base(
         path = Path(explicit)
         if not path.is_dir():
             raise InputError(f"{flag} {text}: not a directory", hint="pass the base model's directory")
-        return path
+        # absolute: the base is handed to subprocesses that run in other directories
+        return path.absolute()
     if run is not None and (found := _from_run(contract, run)) is not None:
         return found
     source = contract.base_model.source
@@ -166,7 +190,7 @@ def resolve_base(
     if entry is not None and Path(entry["path"]).is_dir():
         return Path(entry["path"])
     raise InputError(
-        f"no base model for contract {contract.name}: pass {flag} DIR",
+        f"no base model for contract {contract.name}: pass {flag} DIR{alternative}",
         hint=f"or set base_model.source in {contract.source_path}, or register the base once with "
         f"`gate base add DIR` (identity {contract.base_model.identity})",
     )

@@ -1,4 +1,4 @@
-"""`gate check` on the command line: exit statuses 0/1/2, --json shape, the table, the default contract."""
+"""`gate check` on the command line: exit statuses 0/1/2, --json shape, the table, the named contract."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from gate.cli import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["check", *argv])
+    """``gate check ARGV``, naming the embedded contract unless ARGV names one (nothing is defaulted)."""
+    code = main(["check", *argv, *([] if "--contract" in argv else ["--contract", "smollm2"])])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -80,16 +81,17 @@ def test_out_writes_the_json_report_atomically(clean_adapter: Path, tmp_path: Pa
     assert code == 0 and json.loads(target.read_text())["passed"] is True
 
 
-def test_help_says_the_embedded_contract_is_the_default(capsys):
+def test_help_says_the_contract_is_required_and_how_to_name_the_embedded_one(capsys):
     with pytest.raises(SystemExit):
         main(["check", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
-    assert "default: the embedded contracts/smollm2-vllm.yaml" in text
+    assert "or 'smollm2' for the embedded demo contract (required)" in text
+    assert "--no-base packaging checks only" in text
 
 
 def test_console_script_runs_in_a_fresh_process(clean_adapter: Path):
     done = subprocess.run(
-        [sys.executable, "-m", "gate", "check", str(clean_adapter), "--json"],
+        [sys.executable, "-m", "gate", "check", str(clean_adapter), "--contract", "smollm2", "--json"],
         capture_output=True,
         text=True,
         timeout=120,

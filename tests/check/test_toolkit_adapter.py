@@ -21,5 +21,6 @@ def test_trained_embedded_default_passes_gate_check(
     )
     assert report.passed, [f.to_dict() for f in report.findings]
     # and through the CLI, given the run directory itself
-    assert main(["check", str(trained_adapter_run), "--base", str(base_model_dir), "--json"]) == 0
+    argv = ["check", str(trained_adapter_run), "--contract", "smollm2", "--base", str(base_model_dir)]
+    assert main([*argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["passed"] is True

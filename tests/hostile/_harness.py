@@ -10,7 +10,7 @@ anywhere in the sandbox but the output directory.
 
 Example::
 
-    outcome = run_gate(["check", str(adapter), "--contract", str(contract)], sandbox=tmp_path / "box")
+    outcome = run_gate(["check", str(adapter), "--contract", str(contract), "--no-base"], sandbox=box)
     outcome.assert_clean(expect_exit=1)
 """
 

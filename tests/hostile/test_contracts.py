@@ -234,7 +234,7 @@ def test_hostile_contract_is_one_clear_error(name: str, clean_adapter_dir: Path,
     shutil.copy(contracts_dir() / TEMPLATE, where / TEMPLATE)
     path = case.build(where)
     if case.command == "check":
-        args = ["check", str(clean_adapter_dir), "--contract", str(path)]
+        args = ["check", str(clean_adapter_dir), "--contract", str(path), "--no-base"]
     else:
         args = ["train", str(path), "--toolkit", "unsloth", "--out", str(sandbox / "out" / "run")]
     outcome = run_gate(args, sandbox=sandbox)
@@ -251,6 +251,6 @@ def test_the_unedited_contract_copy_loads(clean_adapter_dir: Path, tmp_path: Pat
     (sandbox / "in").mkdir(parents=True)
     shutil.copy(contracts_dir() / TEMPLATE, sandbox / "in" / TEMPLATE)
     path = text(lambda s: s)(sandbox / "in")
-    run_gate(["check", str(clean_adapter_dir), "--contract", str(path)], sandbox=sandbox).assert_clean(
-        expect_exit=0
-    )
+    run_gate(
+        ["check", str(clean_adapter_dir), "--contract", str(path), "--no-base"], sandbox=sandbox
+    ).assert_clean(expect_exit=0)

@@ -47,8 +47,8 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 def _release(run: Path, target: str, key: Path, out: Path, events: Path) -> list[str]:
     return [
-        sys.executable, "-m", "gate", "release", "--run", str(run), "--to", target, "--sign-key", str(key),
-        "--out", str(out), "--events", str(events), "--json",
+        sys.executable, "-m", "gate", "release", "--run", str(run), "--contract", "smollm2", "--to", target,
+        "--sign-key", str(key), "--out", str(out), "--events", str(events), "--json",
     ]  # fmt: skip
 
 

@@ -84,7 +84,8 @@ def test_release_cli_exit_code_is_1_when_a_gate_fails(
     )
     code = main(
         [
-            "release", "--run", str(run), "--to", registry_env.ref("adapters/cli-rejected", "v1"),
+            "release", "--run", str(run), "--contract", "smollm2",
+            "--to", registry_env.ref("adapters/cli-rejected", "v1"),
             "--sign-key", str(release_keys["release"].private), "--out", str(tmp_path / "b"),
             "--base", str(base_model_dir), "--json",
         ]
@@ -138,8 +139,9 @@ def _release_argv(
     run: Path, target: str, key: Path, out: Path, base: Path, server: str, events: Path
 ) -> list[str]:
     return [
-        sys.executable, "-m", "gate", "release", "--run", str(run), "--to", target, "--sign-key", str(key),
-        "--out", str(out), "--base", str(base), "--server", server, "--events", str(events), "--json",
+        sys.executable, "-m", "gate", "release", "--run", str(run), "--contract", "smollm2", "--to", target,
+        "--sign-key", str(key), "--out", str(out), "--base", str(base), "--server", server,
+        "--events", str(events), "--json",
     ]  # fmt: skip
 
 
@@ -250,7 +252,8 @@ def test_release_then_pull_then_verify_passes(
     assert verdict["tools"]["model-signing"] == "1.1.1"
     out = tmp_path / "serve-me"
     key = str(release_keys["release"].public)
-    assert main(["pull", docker_registry.ref(released.repo, "v1"), "--out", str(out), "--key", key]) == 0
+    pull = ["pull", docker_registry.ref(released.repo, "v1"), "--out", str(out), "--key", key]
+    assert main([*pull, "--contract", "smollm2"]) == 0
     shown = capsys.readouterr().out
     assert "gate eval" in shown and "gate smoke" in shown and "ready for vLLM" in shown
     # The adapter as trained, except the files the release normalised (each a recorded fix).

@@ -85,13 +85,21 @@ def test_pull_by_digest_and_cli_exit_codes(
     result = publish(bundle, parse_ref(registry_env.ref("adapters/cli", "v1")))
     ref = registry_env.ref("adapters/cli", digest=result.digest)
     key = str(release_keys["release"].public)
-    assert main(["pull", ref, "--out", str(tmp_path / "a"), "--key", key, "--json"]) == 0
+    assert (
+        main(["pull", ref, "--out", str(tmp_path / "a"), "--key", key, "--contract", "smollm2", "--json"])
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     assert shown["verified"] is True and shown["digest"] == result.digest
     assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
-    assert main(["verify", "bundle", ref, "--key", str(release_keys["intruder"].public)]) == 1
+    assert (
+        main(
+            ["verify", "bundle", ref, "--key", str(release_keys["intruder"].public), "--contract", "smollm2"]
+        )
+        == 1
+    )
     assert "signature verification failed" in capsys.readouterr().err
-    assert main(["verify", "bundle", ref]) == 2  # no signer pinned: bad input, not a pass
+    assert main(["verify", "bundle", ref, "--contract", "smollm2"]) == 2  # no signer pinned: bad input
     assert "no signer pinned" in capsys.readouterr().err
 
 
