@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Exit 0 servable, 1 not servable, 2 bad input.",
     )
     p.add_argument("spec", type=Path, help="training spec (YAML)")
-    p.add_argument("--contract", type=Path, required=True, help="serving contract (YAML)")
+    p.add_argument(
+        "--contract",
+        type=Path,
+        help="serving contract (YAML), or 'smollm2' for the embedded demo contract (required)",
+    )
     p.add_argument("--toolkit", required=True, help="toolkit plugin that will train")
     p.add_argument("--out", type=Path, help="keep the few-step run and reports here (default: a temp dir)")
     p.add_argument("--steps", type=int, default=2, help="steps of the trial run (default 2)")
@@ -29,13 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gate.contracts import resolve_contract
     from gate.preflight import preflight
 
     with tempfile.TemporaryDirectory(prefix="gate-preflight-") as tmp:
         out = args.out or Path(tmp)
         report = preflight(
             args.spec,
-            args.contract,
+            resolve_contract(args.contract),
             args.toolkit,
             out_dir=out,
             steps=args.steps,

@@ -58,11 +58,6 @@ def run(args: argparse.Namespace) -> int:
     from gate.resolver._config import Audit
     from gate.resolver._install import env_site_packages, install_plugin
 
-    if args.contract is None and args.contract_digest is None:
-        raise InputError(
-            "say which contract releases must have passed under",
-            hint="pass --contract FILE or --contract-digest",
-        )
     policy, contract_sha = trust_from_args(args)
     adapters: dict[str, str] = {}
     for item in args.adapter:
