@@ -173,7 +173,12 @@ def test_verify_action_reports_an_unreachable_registry_through_gates_annotation(
     _, public = _keys(tmp_path)
     # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     job = _verify(
-        tmp_path, _dev_image(), ref="oci://127.0.0.1:9/octo-org/capitals:v1", install="false", key=str(public)
+        tmp_path,
+        _dev_image(),
+        ref="oci://127.0.0.1:9/octo-org/capitals:v1",
+        install="false",
+        key=str(public),
+        contract="smollm2",  # the embedded contract, by name
     )
     verify = job.step("verify")
     assert verify.returncode == 2, job.log
@@ -319,7 +324,10 @@ def test_release_workflow_releases_from_a_bare_runner_and_the_verify_action_acce
         # A key that did not sign it: exit 1, not verified, an annotation, and the summary says so.
         _, other_public = _keys(tmp_path / "other")
         bad = runner.action(
-            ACTION_DIR, with_=action_defaults(ACTION) | pull | {"ref": target, "key": str(other_public)}
+            ACTION_DIR,
+            with_=action_defaults(ACTION)
+            | pull
+            | {"ref": target, "key": str(other_public), "contract": contract},
         )
     step = bad.step("verify")
     assert step.returncode == 1, bad.log[-3000:]
