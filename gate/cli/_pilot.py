@@ -40,12 +40,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="the base model directory (or `smollm2`); default: the contract's base_model.source",
     )
-    p.add_argument(
-        "--base",
-        type=Path,
-        metavar="DIR",
-        help="base model directory the gates serve, or 'smollm2' (default: the one the contract names)",
-    )
     p.add_argument("--out", type=Path, default=Path("pilot"), help="new or empty directory (default ./pilot)")
     p.add_argument(
         "--weights",
@@ -89,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             steps=args.steps,
             contract_path=args.contract,
-            base_dir=args.base,
             weights_path=args.weights,
             eval_limit=args.eval_limit,
             server_url=args.server,

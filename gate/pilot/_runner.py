@@ -75,7 +75,7 @@ class PilotResult:
 
 def _validate(req: PilotRequest) -> tuple[Any, Weights]:
     from gate.contract import Contract
-    from gate.contracts import resolve_base, resolve_contract
+    from gate.contracts import resolve_contract
     from gate.spec import TrainSpec
     from gate.training import trainers
 
@@ -99,7 +99,6 @@ def _validate(req: PilotRequest) -> tuple[Any, Weights]:
         raise InputError(f"--out {out} is a symlink", hint="give a real directory path")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out} exists and is not an empty directory", hint="give a new directory")
-    resolve_base(contract, req.base_dir)  # before any training: a base that cannot be found is bad input
     return contract, weights
 
 
