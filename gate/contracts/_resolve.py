@@ -179,7 +179,9 @@ def resolve_base(
         if source.startswith("builtin:"):
             return _builtin_base(source.removeprefix("builtin:"))
         path = Path(os.path.expanduser(source))
-        path = path if path.is_absolute() else contract.resolve(source)
+        # relative to the contract's directory, and free to lead out of it (`../my-base`, as init writes
+        # it): the base is a local directory the contract points at, not a file that travels with it
+        path = path if path.is_absolute() else (contract.source_path.parent / path).resolve()
         if not path.is_dir():
             raise InputError(
                 f"{contract.source_path}: base_model.source {source} is not a directory",

@@ -58,3 +58,20 @@ def test_a_contract_is_never_defaulted_only_named(tmp_path: Path):
     assert resolve_contract("smollm2").name == "smollm2-vllm.yaml"
     with pytest.raises(InputError, match="no such contract file"):
         resolve_contract(tmp_path / "nope.yaml")
+
+
+def test_a_source_relative_to_the_contract_may_lead_out_of_its_directory(
+    llama_base: Path, llama_contract: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import os
+
+    where = tmp_path / "repo" / "contracts"
+    where.mkdir(parents=True)
+    text = llama_contract.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("  source: "))
+    relative = os.path.relpath(llama_base, where)
+    assert relative.startswith("..")
+    (where / "c.yaml").write_text(text.replace(line, f"  source: {relative}"))
+    monkeypatch.chdir(tmp_path)  # and named relatively, from another directory
+    contract = Contract.from_yaml(Path("repo/contracts/c.yaml"))
+    assert resolve_base(contract) == llama_base.resolve()
