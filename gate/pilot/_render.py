@@ -194,7 +194,7 @@ def score_chart_svg(m: PilotMatrix, *, width: int = 720) -> str:
     rows = sorted(m.scores, key=lambda x: -x.score)
     warnings = [h for h in m.headline if h.startswith("No ")]
     left, right, bar_h, gap, top = 110, 90, 26, 14, 34 + 16 * len(warnings)
-    legend_h = 18 * math.ceil(len(groups) / 4) + 10
+    legend_h = 18 * math.ceil(len(groups) / 3) + 10
     height = top + len(rows) * (bar_h + gap) + 24 + legend_h
     plot = width - left - right
 
@@ -261,12 +261,15 @@ def score_chart_svg(m: PilotMatrix, *, width: int = 720) -> str:
             f'font-size="12" font-weight="600">{sc.score:.1f} ± {sc.uncertainty:.1f}</text>'
         )
     ly = top + len(rows) * (bar_h + gap) + 30
+    keys_of = {g: {k for sc in m.scores for k in sc.terms if group_of.get(k, "team") == g} for g in groups}
     for j, g in enumerate(groups):
-        lx = left + (j % 4) * (plot / 4)
-        yy = ly + (j // 4) * 18
+        lx = left + (j % 3) * (plot / 3)
+        yy = ly + (j // 3) * 18
+        # A group none of whose criteria carry weight gave nobody points: say so rather than show a colour.
+        label = f"{g} (no weight)" if keys_of[g] and keys_of[g] <= set(m.unweighted) else g
         parts.append(
             f'<rect x="{lx:.1f}" y="{yy}" width="10" height="10" fill="{GROUP_COLOURS.get(g, "#57606a")}"/>'
-            f'<text x="{lx + 14:.1f}" y="{yy + 9}" font-size="11">{escape(g)}</text>'
+            f'<text x="{lx + 14:.1f}" y="{yy + 9}" font-size="11">{escape(label)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
