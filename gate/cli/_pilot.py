@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "pilot",
         help="train one spec through several toolkits, gate every adapter, write a decision matrix",
         description="Train SPEC through each toolkit (--repeats times), run check, smoke and eval on repeat "
-        "1 of each against the same contract and one vLLM server, and write OUT/pilot.json, pilot.md, "
+        "1 of each against the same contract on one warm vLLM server (booted once, its base-model "
+        "canary read before and after every candidate), and write OUT/pilot.json, pilot.md, "
         "pilot.html and pilot-chart.svg. Exit 0 the matrix is complete, 1 some cell could not be "
         "measured (a run or gate failed to produce it), 2 bad input.",
     )
