@@ -2,8 +2,8 @@
 
 The server is the real ``gate serve`` (no queue workers: an approved or retried
 release stays queued, which is what the UI must show). Its database holds
-releases written as the worker records them, with reports in the gates' schema
-(tests/fixtures/service_seed.py), so no gate runs here. Each
+releases written as the worker records them, with the verdict and reports of a
+real release (tests/fixtures/service_seed.py), so no gate runs here. Each
 page is saved as a screenshot under docs/ui/.
 """
 
