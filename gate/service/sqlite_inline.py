@@ -27,13 +27,17 @@ __all__ = ["inline_reads_connector"]
 
 def _may_wait(conn: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> bool:
     """Whether ``fn(*args)`` can block on a lock held by another connection."""
-    name = getattr(fn, "__name__", "")
-    if name in ("cursor", "fetchone", "fetchmany", "fetchall", "close"):
-        return False
-    if name in ("execute", "executemany") and args and isinstance(args[0], str):
-        return args[0].lstrip()[:6].upper() != "SELECT"
-    if name in ("commit", "rollback"):
-        return conn.in_transaction
+    owner, name = getattr(fn, "__self__", None), getattr(fn, "__name__", "")
+    if name in ("execute", "executemany") and isinstance(owner, sqlite3.Cursor | sqlite3.Connection):
+        return not (args and isinstance(args[0], str) and args[0].lstrip()[:6].upper() == "SELECT")
+    if isinstance(owner, sqlite3.Cursor):
+        return name not in ("fetchone", "fetchmany", "fetchall", "close")
+    if isinstance(owner, sqlite3.Connection):
+        if name == "cursor":
+            return False
+        if name in ("commit", "rollback"):
+            return conn.in_transaction
+    # Anything else, closing the connection included (it may checkpoint the WAL), runs on the thread.
     return True
 
 
