@@ -137,7 +137,13 @@ def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work:
         for i, run in enumerate(candidates):
             t0 = time.monotonic()
             r = c.post(
-                "/api/releases", json={"name": f"bench-{mode}", "version": f"1.0.{i}", "run": str(run)}
+                "/api/releases",
+                json={
+                    "name": f"bench-{mode}",
+                    "version": f"1.0.{i}",
+                    "run": str(run),
+                    "contract": "smollm2-vllm",
+                },
             )
             r.raise_for_status()
             rid = r.json()["id"]

@@ -44,7 +44,10 @@ def target(module_services: ServiceFactory, tmp_path_factory: pytest.TempPathFac
         database_url=f"sqlite:///{root / 'gate.db'}", allowed_roots=(runs,), archive=limits
     ).start()
     with svc.client("submit") as c:
-        r = c.post("/api/releases", json={"name": "target", "version": "1.0.0", "run": str(run)})
+        r = c.post(
+            "/api/releases",
+            json={"name": "target", "version": "1.0.0", "run": str(run), "contract": "smollm2-vllm"},
+        )
         assert r.status_code == 201, r.text
     return Target(svc, run, r.json()["id"])
 
@@ -77,7 +80,11 @@ def _zip(members: dict[str, bytes], *, link: str | None = None) -> bytes:
 
 def _upload(version: str, body: bytes) -> Callable[[Target, httpx.Client], httpx.Response]:
     def send(t: Target, c: httpx.Client) -> httpx.Response:
-        return c.post("/api/releases/upload", params={"name": "hostile", "version": version}, content=body)
+        return c.post(
+            "/api/releases/upload",
+            params={"name": "hostile", "version": version, "contract": "smollm2-vllm"},
+            content=body,
+        )
 
     return send
 
@@ -130,7 +137,9 @@ def _deep_json() -> bytes:
 
 
 def _run_ref(run: str) -> Callable[[Target, httpx.Client], httpx.Response]:
-    return lambda t, c: c.post("/api/releases", json={"name": "hostile", "version": "2.0.0", "run": run})
+    return lambda t, c: c.post(
+        "/api/releases", json={"name": "hostile", "version": "2.0.0", "run": run, "contract": "smollm2-vllm"}
+    )
 
 
 # (id, request, expected status, text the error must contain)
@@ -199,6 +208,18 @@ CASES: list[tuple[str, Callable[[Target, httpx.Client], httpx.Response], int, st
         ),
         400,
         "not a plain name",
+    ),
+    (
+        "submission-without-a-contract",
+        lambda t, c: c.post("/api/releases", json={"name": "a", "version": "1", "run": "/x"}),
+        400,
+        "missing required field `contract`",
+    ),
+    (
+        "upload-without-a-contract",
+        lambda t, c: c.post("/api/releases/upload", params={"name": "a", "version": "1"}, content=b"x"),
+        400,
+        "missing required query parameter 'contract'",
     ),
     ("run-outside-allowed-roots", _run_ref("/etc"), 400, "outside the directories"),
     ("relative-run-reference", _run_ref("../../etc"), 400, "must be an absolute path"),

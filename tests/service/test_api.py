@@ -45,7 +45,9 @@ def api(
 
 
 def _submit(c: httpx.Client, run: Path, version: str, name: str = "capitals") -> httpx.Response:
-    return c.post("/api/releases", json={"name": name, "version": version, "run": str(run)})
+    return c.post(
+        "/api/releases", json={"name": name, "version": version, "run": str(run), "contract": "smollm2-vllm"}
+    )
 
 
 def test_submit_then_read_back_everything_over_http(api: Api) -> None:
@@ -189,7 +191,10 @@ def test_uploads_are_unpacked_safely_and_bad_ones_refused_with_clear_errors(
         assert empty.status_code == 400
         assert up("1.0.0", good.getvalue()).status_code == 409
         assert (
-            c.post("/api/releases", json={"name": "capitals", "version": "9", "run": str(run)}).status_code
+            c.post(
+                "/api/releases",
+                json={"name": "capitals", "version": "9", "run": str(run), "contract": "smollm2-vllm"},
+            ).status_code
             == 400
         )
         bad_name = up("../../x", good.getvalue())

@@ -114,7 +114,10 @@ def test_unknown_malformed_revoked_and_expired_api_tokens_are_refused(oidc: Oidc
 
 def test_a_reader_cannot_submit_approve_or_manage_tokens(oidc: Oidc) -> None:
     with oidc.svc.client("submit") as sub:
-        created = sub.post("/api/releases", json={"name": "auth", "version": "1", "run": str(oidc.run)})
+        created = sub.post(
+            "/api/releases",
+            json={"name": "auth", "version": "1", "run": str(oidc.run), "contract": "smollm2-vllm"},
+        )
         assert created.status_code == 201
         rid = created.json()["id"]
         # A submitter is not an approver (separation of duties) and not an admin.
@@ -124,7 +127,10 @@ def test_a_reader_cannot_submit_approve_or_manage_tokens(oidc: Oidc) -> None:
         assert reader.get("/api/releases").status_code == 200
         assert reader.get(f"/api/releases/{rid}").status_code == 200
         for path, body in [
-            ("/api/releases", {"name": "auth", "version": "2", "run": str(oidc.run)}),
+            (
+                "/api/releases",
+                {"name": "auth", "version": "2", "run": str(oidc.run), "contract": "smollm2-vllm"},
+            ),
             (f"/api/releases/{rid}/approve", None),
             (f"/api/releases/{rid}/reject", None),
             ("/api/tokens", {"name": "x", "role": "admin"}),
@@ -134,7 +140,9 @@ def test_a_reader_cannot_submit_approve_or_manage_tokens(oidc: Oidc) -> None:
             assert "has role 'read'" in r.json()["detail"]
         assert (
             reader.post(
-                "/api/releases/upload", params={"name": "a", "version": "1"}, content=b"x"
+                "/api/releases/upload",
+                params={"name": "a", "version": "1", "contract": "smollm2-vllm"},
+                content=b"x",
             ).status_code
             == 403
         )
@@ -159,14 +167,14 @@ def test_a_valid_github_oidc_token_gets_the_role_its_claims_map_to(oidc: Oidc) -
     r = httpx.post(
         f"{oidc.svc.url}/api/releases",
         headers={"Authorization": f"Bearer {feature}"},
-        json={"name": "oidc", "version": "1", "run": str(oidc.run)},
+        json={"name": "oidc", "version": "1", "run": str(oidc.run), "contract": "smollm2-vllm"},
         timeout=30,
     )
     assert r.status_code == 403
     r = httpx.post(
         f"{oidc.svc.url}/api/releases",
         headers={"Authorization": f"Bearer {main}"},
-        json={"name": "oidc", "version": "1", "run": str(oidc.run)},
+        json={"name": "oidc", "version": "1", "run": str(oidc.run), "contract": "smollm2-vllm"},
         timeout=30,
     )
     assert r.status_code == 201 and r.json()["submitted_by"] == "oidc:acme/adapters@refs/heads/main"

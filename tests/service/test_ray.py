@@ -37,7 +37,10 @@ def test_the_ray_executor_runs_a_release_in_a_pool_actor_on_a_local_instance(
         ray_num_cpus=2,
     ).start()
     with svc.client("submit") as c:
-        r = c.post("/api/releases", json={"name": "ray", "version": "1.0.0", "run": str(run)})
+        r = c.post(
+            "/api/releases",
+            json={"name": "ray", "version": "1.0.0", "run": str(run), "contract": "smollm2-vllm"},
+        )
         assert r.status_code == 201, r.text
     rid = r.json()["id"]
     events = follow_events(svc, rid, timeout=600)

@@ -101,7 +101,13 @@ def published(
     ).start()
     with svc.client("submit") as c:
         r = c.post(
-            "/api/releases", json={"name": "capitals", "version": "1.0.0", "run": str(trained_adapter_run)}
+            "/api/releases",
+            json={
+                "name": "capitals",
+                "version": "1.0.0",
+                "run": str(trained_adapter_run),
+                "contract": "smollm2-vllm",
+            },
         )
         assert r.status_code == 201, r.text
     events = follow_events(svc, r.json()["id"])
@@ -142,7 +148,13 @@ def test_a_submitted_release_runs_every_gate_and_is_published_once(published: Pu
         # A second submission of the same version is refused; nothing is published again.
         with published.svc.client("submit") as sub:
             again = sub.post(
-                "/api/releases", json={"name": "capitals", "version": "1.0.0", "run": str(published.run)}
+                "/api/releases",
+                json={
+                    "name": "capitals",
+                    "version": "1.0.0",
+                    "run": str(published.run),
+                    "contract": "smollm2-vllm",
+                },
             )
             assert again.status_code == 409
         assert [a["action"] for a in c.get("/api/audit", params={"release_id": r["id"]}).json()].count(

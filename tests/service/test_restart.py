@@ -43,7 +43,13 @@ def test_a_release_interrupted_by_a_server_crash_is_retried_and_published_exactl
     svc.start(extra_env={"GATE_TESTONLY_PAUSE_AFTER": "gate.finish:check"})
     with svc.client("submit") as c:
         r = c.post(
-            "/api/releases", json={"name": "crash", "version": "1.0.0", "run": str(trained_adapter_run)}
+            "/api/releases",
+            json={
+                "name": "crash",
+                "version": "1.0.0",
+                "run": str(trained_adapter_run),
+                "contract": "smollm2-vllm",
+            },
         )
         assert r.status_code == 201, r.text
     rid = r.json()["id"]

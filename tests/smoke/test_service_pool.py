@@ -42,7 +42,10 @@ def test_three_releases_of_one_run_share_one_warm_server_and_a_nan_adapter_poiso
     leases = []
     for name, version, run in order:
         with svc.client("submit") as c:
-            r = c.post("/api/releases", json={"name": name, "version": version, "run": str(run)})
+            r = c.post(
+                "/api/releases",
+                json={"name": name, "version": version, "run": str(run), "contract": "smollm2-vllm"},
+            )
             assert r.status_code == 201, r.text
         rid = r.json()["id"]
         events = follow_events(svc, rid)

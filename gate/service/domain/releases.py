@@ -147,7 +147,7 @@ class ReleaseController(Controller):
         request: Request[Principal, Any, Any],
         name: str,
         version: str,
-        contract: str = "smollm2-vllm",
+        contract: str,
     ) -> ReleaseRead:
         """Submit a run as a tar(.gz) or zip archive in the body, streamed to disk with a size limit."""
         st = app_state(request)

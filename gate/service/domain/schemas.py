@@ -21,12 +21,15 @@ __all__ = [
 
 
 class ReleaseSubmit(msgspec.Struct, forbid_unknown_fields=True):
-    """Submit a training run that is already readable by the server (under an allowed root)."""
+    """Submit a training run that is already readable by the server (under an allowed root).
+
+    ``contract`` is required: a release is gated against the contract its submitter names, never a default.
+    """
 
     name: str
     version: str
     run: str
-    contract: str = "smollm2-vllm"
+    contract: str
 
 
 class PromoteRequest(msgspec.Struct, forbid_unknown_fields=True):
