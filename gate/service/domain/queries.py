@@ -1,21 +1,22 @@
 """Reads of releases for the API and the UI: one query per page, only the columns a response shows.
 
-A list page is one SELECT: the page of releases (a subquery with its filters,
-order, limit and offset) joined to its gate rows. Gate reports and verdicts are
-never decoded for a list: ``has_report`` is computed by the database. Gates are
-returned in pipeline order, not in the order their rows were written.
+A list page is one SELECT: the page of releases (filters, order, limit, offset),
+each row carrying its gates as one JSON array the database builds. Gate reports
+and verdicts are never read for a list: ``has_report`` is a flag written with the
+report. A status read is one prebuilt SELECT of the release joined to its gates.
+Gates are returned in pipeline order, not in the order their rows were written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar.exceptions import NotFoundException
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Text, bindparam, case, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gate.bundle import REQUIRED_GATES
@@ -212,23 +213,34 @@ def _assemble(rows: Sequence[Any], *, with_verdict: bool) -> list[ReleaseRead]:
     return [_release(m, gates[i], m["verdict"] if with_verdict else None) for i, m in first.items()]
 
 
-def _gates_array(dialect: str) -> Any:
-    """A release's gates as one JSON array of ``[gate, status, seconds, has_report, updated_at]``.
+def _key(name: str) -> Any:
+    # Inlined, not bound: PostgreSQL cannot type a parameter passed to json_build_object.
+    return literal_column(f"'{name}'")
+
+
+def _gates_json(dialect: str) -> Any:
+    """A release's gates as the JSON text of a list of :class:`GateRead` objects, built by the database.
 
     A list page is one row per release: joined rows would repeat the release's
-    columns for every gate and convert its timestamps three times over.
+    columns for every gate and convert its timestamps three times over. The times
+    are written as RFC 3339 UTC, which msgspec decodes straight into the structs.
     """
-    agg, row = (
-        (func.json_agg, func.json_build_array)
-        if dialect == "postgresql"
-        else (
-            func.json_group_array,
-            func.json_array,
-        )
-    )
     g = GateResult
+    if dialect == "postgresql":
+        stamp: Any = func.to_char(
+            func.timezone(_key("UTC"), g.updated_at), _key('YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        )
+        flag: Any = g.has_report
+        agg, obj = func.json_agg, func.json_build_object
+    else:
+        # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff" in UTC.
+        stamp = func.replace(g.updated_at, _key(" "), _key("T")).op("||")(_key("Z"))
+        flag = func.json(case((g.has_report, _key("true")), else_=_key("false")))
+        agg, obj = func.json_group_array, func.json_object
+    fields = (("gate", g.gate), ("status", g.status), ("seconds", g.seconds), ("has_report", flag))
+    body = obj(*(x for name, col in fields for x in (_key(name), col)), _key("updated_at"), stamp)
     return (
-        select(agg(row(g.gate, g.status, g.seconds, g.has_report, g.updated_at)))
+        select(cast(agg(body), Text))
         .where(g.release_id == Release.id)
         .correlate(Release)
         .scalar_subquery()
@@ -236,28 +248,18 @@ def _gates_array(dialect: str) -> Any:
     )
 
 
-def _timestamp(raw: str) -> dt.datetime:
-    # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff" (UTC, naive), PostgreSQL's JSON an ISO time with offset.
-    t = dt.datetime.fromisoformat(raw)
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+_GATES = msgspec.json.Decoder(list[GateRead])
 
 
 async def list_releases(s: AsyncSession, flt: ReleaseFilter, *, limit: int, offset: int) -> list[ReleaseRead]:
     """One page of releases, newest first, with their gates: one query, one row per release."""
     conn = await s.connection()
-    q = flt.apply(select(*_RELEASE_COLS, _gates_array(conn.dialect.name)))
+    q = flt.apply(select(*_RELEASE_COLS, _gates_json(conn.dialect.name)))
     rows = (await conn.execute(q.order_by(Release.id.desc()).limit(limit).offset(offset))).all()
     out = []
     for row in rows:
         m = row._mapping
-        raw = m["gates"]
-        items = json.loads(raw) if isinstance(raw, str) else raw or []
-        gates = [
-            GateRead(gate=g, status=st, seconds=sec, has_report=bool(rep), updated_at=_timestamp(ts))
-            for g, st, sec, rep, ts in items
-            if g is not None
-        ]
-        out.append(_release(m, gates, None))
+        out.append(_release(m, _GATES.decode(m["gates"]) if m["gates"] else [], None))
     return out
 
 
