@@ -5,17 +5,21 @@ sign, publish to an OCI layout) with the process's warm pools installed, as a
 ``gate serve`` worker runs it:
 
 * ``time_to_verdict_s``: N distinct candidates released one after another on the
-  warm pool (the boot is paid before the first timed release); the median and
-  the spread of the wall time of each release, from request to published.
+  warm pool (the boot is paid before the first timed release, by a warm-up
+  release); the median and the spread of the wall time of each release, from
+  request to published.
 * ``adapters_per_gpu_hour``: a stream of M distinct candidates released
-  concurrently (``--concurrency``, at most ``serving.max_loras`` gate in the server
-  at once); ``M / wall * 3600``, and every candidate's verdict.
+  concurrently (``--concurrency`` threads; the pool lets at most
+  ``serving.max_loras`` of them hold a smoke slot at once); ``M / wall * 3600``,
+  every candidate's verdict, and the same figure with the pool's boot counted in.
 
-Candidates are copies of one trained run (``--run``) with one weight nudged, so
-each has its own digest and is hot-loaded under its own name.
+Candidates are copies of one trained run (``--run``) with one weight's lowest bits
+changed, so each has its own digest and is hot-loaded under its own name.
 
     python bench/gpu/throughput_h200.py --run RUN_DIR --contract C --base DIR \\
         [--verdicts 10] [--stream 50] [--concurrency 4] [--out bench/gpu/throughput-h200.json]
+
+``bench/gpu/h200_session.py`` calls :func:`measure` on the pool its pilot warmed.
 """
 
 from __future__ import annotations
@@ -40,16 +44,16 @@ from gate.console import atomic_write_json  # noqa: E402
 
 
 def candidate(run: Path, out: Path, index: int) -> Path:
-    """A copy of ``run`` with one weight nudged (its own digest); run.json updated to match the bytes."""
+    """A copy of ``run`` with one weight changed in its lowest bits (its own digest); run.json matches."""
     from gate.safetensors_io import read_header
 
-    shutil.copytree(run, out, symlinks=False)
+    shutil.copytree(run, out, symlinks=False, ignore=shutil.ignore_patterns("gates"))
     weights = out / "adapter" / "adapter_model.safetensors"
     header = read_header(weights)
     name = sorted(n for n in header.tensors if "lora_B" in n)[0]
     info = header.tensors[name]
     data = bytearray(weights.read_bytes())
-    # Flip the lowest mantissa bit of the first element: a different adapter, the same behaviour.
+    # The low byte of the first element (little-endian): a different adapter, the same behaviour.
     start = header.data_start + info.data_offsets[0]
     data[start] ^= 1 + (index % 250)
     weights.write_bytes(bytes(data))
@@ -63,7 +67,7 @@ def candidate(run: Path, out: Path, index: int) -> Path:
 
 
 def release(run: Path, contract: Path, base: Path, work: Path, key: Path, tag: str) -> dict[str, Any]:
-    """One release of ``run`` to an OCI layout under ``work``; its verdict and wall time."""
+    """One release of ``run`` to an OCI layout under ``work``: its verdict, per-gate seconds, wall time."""
     from gate.pipeline import ReleaseRequest, run_release
     from gate.signing import SigningConfig
 
@@ -77,15 +81,116 @@ def release(run: Path, contract: Path, base: Path, work: Path, key: Path, tag: s
         base_dir=base,
         work_dir=work / "work" / tag,
     )
-    result = run_release(request)
+    try:
+        result = run_release(request)
+    except Exception as e:  # a release that raises has no verdict: the stream counts it as such
+        return {
+            "tag": tag,
+            "released": False,
+            "verdict": None,
+            "stopped_at": None,
+            "reason": f"{type(e).__name__}: {e}"[:500],
+            "gates": {},
+            "seconds": round(time.monotonic() - started, 3),
+        }
     return {
         "tag": tag,
         "released": result.passed,
+        "verdict": "passed" if result.verdict.passed else "failed",
         "stopped_at": result.stopped_at,
         "reason": result.reason,
         "gates": {g.name: g.seconds for g in result.verdict.gates},
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median": round(statistics.median(ordered), 3),
+        "min": round(ordered[0], 3),
+        "max": round(ordered[-1], 3),
+        "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 3),
+    }
+
+
+def measure(
+    run: Path,
+    contract: Path,
+    base: Path,
+    work: Path,
+    *,
+    verdicts: int,
+    stream: int,
+    concurrency: int,
+    boot_seconds: float | None = None,
+    progress: Any = print,
+) -> dict[str, Any]:
+    """Time to verdict (``verdicts`` sequential releases) and a concurrent stream of ``stream`` candidates.
+
+    The caller installs the warm pools (:func:`gate.gates.install_pools`). A warm-up
+    release runs first; when the pool was not warm yet it pays the boot, which is
+    then reported in ``warmup`` (else ``boot_seconds`` says what the pool's boot cost).
+    """
+    from gate.signing import generate_key
+
+    work.mkdir(parents=True, exist_ok=True)
+    key = work / "release.key"
+    generate_key(key, work / "release.pub")
+    total = 1 + verdicts + stream
+    runs = [candidate(run, work / "runs" / f"c{i}", i) for i in range(total)]
+    results: dict[str, Any] = {"concurrency": concurrency, "source_run": str(run)}
+    t0 = time.monotonic()
+    warmup = release(runs[0], contract, base, work, key, "warmup")
+    results["warmup"] = {**warmup, "wall_s": round(time.monotonic() - t0, 1)}
+    progress(f"warm-up release: {warmup['seconds']}s released={warmup['released']} {warmup['reason'] or ''}")
+    timed = []
+    for i in range(verdicts):
+        row = release(runs[1 + i], contract, base, work, key, f"v{i}")
+        timed.append(row)
+        progress(f"verdict {i}: {row['seconds']}s released={row['released']} {row['gates']}")
+    if timed:
+        seconds = [r["seconds"] for r in timed]
+        gates = sorted({g for r in timed for g in r["gates"]})
+        results["time_to_verdict_s"] = {
+            **_spread(seconds),
+            "n": len(timed),
+            "all_released": all(r["released"] for r in timed),
+            "per_gate_median_s": {
+                g: round(statistics.median(r["gates"][g] for r in timed if r["gates"].get(g) is not None), 3)
+                for g in gates
+                if any(r["gates"].get(g) is not None for r in timed)
+            },
+            "releases": timed,
+        }
+    if stream:
+        t1 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=concurrency) as ex:
+            rows = list(
+                ex.map(
+                    lambda ir: release(ir[1], contract, base, work, key, f"s{ir[0]}"),
+                    enumerate(runs[1 + verdicts :]),
+                )
+            )
+        wall = time.monotonic() - t1
+        with_verdict = sum(1 for r in rows if r["verdict"] is not None)
+        results["adapters_per_gpu_hour"] = {
+            "value": round(len(rows) / wall * 3600, 1),
+            "adapters": len(rows),
+            "wall_s": round(wall, 1),
+            "with_verdict": with_verdict,
+            "released": sum(1 for r in rows if r["released"]),
+            "release_seconds": _spread([r["seconds"] for r in rows]),
+            "not_released": {r["tag"]: r["reason"] for r in rows if not r["released"]},
+        }
+        if boot_seconds is not None:
+            # An hour of a GPU that boots its pool once: the boot is paid before the stream.
+            results["adapters_per_gpu_hour"]["value_with_one_boot"] = round(
+                len(rows) / (wall + boot_seconds) * 3600, 1
+            )
+            results["adapters_per_gpu_hour"]["boot_s"] = boot_seconds
+        progress(f"stream: {len(rows)} in {wall:.1f}s, {with_verdict} with a verdict")
+    return results
 
 
 def main() -> int:
@@ -109,84 +214,53 @@ def main() -> int:
     from gate.envs import has_cuda
     from gate.gates import install_pools
     from gate.serving import PoolSet
-    from gate.signing import generate_key
 
     contract = Contract.from_yaml(args.contract)
-    results: dict[str, Any] = {
-        "host": platform.node(),
-        "cuda": has_cuda(),
-        "contract": contract.name,
-        "concurrency": args.concurrency,
-    }
+    results: dict[str, Any] = {"host": platform.node(), "cuda": has_cuda(), "contract": contract.name}
     with tempfile.TemporaryDirectory(prefix="gate-throughput-") as tmp:
-        work = Path(tmp)
-        key = work / "release.key"
-        generate_key(key, work / "release.pub")
-        total = 1 + args.verdicts + args.stream
-        runs = [candidate(args.run, work / "runs" / f"c{i}", i) for i in range(total)]
-        pools = PoolSet(log_dir=work / "pools", announce=False)
+        pools = PoolSet(log_dir=Path(tmp) / "pools", announce=False)
         install_pools(pools)
         try:
-            t0 = time.monotonic()
-            warmup = release(runs[0], args.contract, args.base, work, key, "warmup")
-            results["warmup"] = {
-                **warmup,
-                "pool_boot_included": True,
-                "wall_s": round(time.monotonic() - t0, 1),
-            }
-            print(
-                f"warm-up release (boot included): {warmup['seconds']}s released={warmup['released']}",
-                flush=True,
-            )
-            timed = []
-            for i in range(args.verdicts):
-                row = release(runs[1 + i], args.contract, args.base, work, key, f"v{i}")
-                timed.append(row)
-                print(f"verdict {i}: {row['seconds']}s released={row['released']} {row['gates']}", flush=True)
-            seconds = [r["seconds"] for r in timed]
-            results["time_to_verdict_s"] = {
-                "median": round(statistics.median(seconds), 3),
-                "min": min(seconds),
-                "max": max(seconds),
-                "n": len(seconds),
-                "all_released": all(r["released"] for r in timed),
-                "releases": timed,
-            }
-            stream = runs[1 + args.verdicts :]
-            t1 = time.monotonic()
-            with ThreadPoolExecutor(max_workers=args.concurrency) as ex:
-                rows = list(
-                    ex.map(
-                        lambda ir: release(ir[1], args.contract, args.base, work, key, f"s{ir[0]}"),
-                        enumerate(stream),
-                    )
+            results.update(
+                measure(
+                    args.run,
+                    args.contract,
+                    args.base,
+                    Path(tmp),
+                    verdicts=args.verdicts,
+                    stream=args.stream,
+                    concurrency=args.concurrency,
                 )
-            wall = time.monotonic() - t1
-            results["adapters_per_gpu_hour"] = {
-                "value": round(len(rows) / wall * 3600, 1),
-                "adapters": len(rows),
-                "wall_s": round(wall, 1),
-                "with_verdict": sum(1 for r in rows if r["stopped_at"] is not None or r["released"]),
-                "released": sum(1 for r in rows if r["released"]),
-                "stopped": {r["tag"]: r["reason"] for r in rows if not r["released"]},
-            }
-            pool = next(iter(pools._pools.values()), None)
-            results["pool"] = {
-                "boots": pool.boots if pool else 0,
-                "restarts": pool.restarts if pool else 0,
-                "events": len(pool.events) if pool else 0,
-            }
-            server = pool.server(args.base.resolve()) if pool else None
-            results["vllm_version"] = server.version() if server else None
+            )
+            results["pool"] = pool_summary(pools)
         finally:
             install_pools(None)
             pools.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, results)
-    summary = {k: v for k, v in results.items() if k not in ("warmup",)}
-    summary["time_to_verdict_s"] = {k: v for k, v in results["time_to_verdict_s"].items() if k != "releases"}
-    print(json.dumps(summary, indent=2)[:4000])
+    print(json.dumps({k: v for k, v in results.items() if k not in ("warmup", "time_to_verdict_s")})[:4000])
     return 0
+
+
+def pool_summary(pools: Any) -> dict[str, Any]:
+    """Boots, restarts, canary failures and the served vLLM version of the (single) warm pool."""
+    pool = next(iter(pools._pools.values()), None)
+    if pool is None:
+        return {"boots": 0}
+    boots = [e for e in pool.events if e["event"] == "boot"]
+    version = None
+    for slot in list(pool._slots.values()):
+        try:
+            version = slot.server.version()
+        except Exception as e:  # the version is a report field; a dead server says why
+            version = f"unknown ({type(e).__name__})"
+    return {
+        "boots": pool.boots,
+        "restarts": pool.restarts,
+        "boot_seconds": [e["seconds"] for e in boots],
+        "canary_failures": [e for e in pool.events if e["event"] == "canary_failed"],
+        "hot_loads": sum(1 for e in pool.events if e["event"] == "hot_load"),
+        "vllm_version": version,
+    }
 
 
 if __name__ == "__main__":
