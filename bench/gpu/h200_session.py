@@ -148,7 +148,7 @@ def pilot_phase(args: argparse.Namespace, results: Path, work: Path) -> tuple[di
                 steps=args.steps,
                 eval_limit=args.eval_limit,
                 contract_path=args.contract,
-                base_dir=args.base,
+                base=args.base,
             )
         )
         doc["matrix_complete"] = result.matrix.complete
