@@ -177,40 +177,6 @@ def pilot_phase(args: argparse.Namespace, results: Path, work: Path) -> tuple[di
     return doc, (out / "runs" / ranked[0]["run"] if ranked else None)
 
 
-def preboot(pools: Any, args: argparse.Namespace) -> None:
-    """Boot the pool's server in a thread, and return once vLLM has taken its start-up memory snapshot.
-
-    vLLM sizes its KV cache from the free GPU memory at start and asserts that no
-    other process RELEASED memory while it profiled; a training process that starts
-    after the snapshot only holds memory (and its exit only frees what it took
-    after the snapshot), so the toolkits can train while the server compiles. A boot
-    that fails anyway is retried by the pilot's first lease (the pool boots lazily).
-    """
-    import threading
-
-    from gate.contract import Contract
-
-    pool = pools.for_contract(Contract.from_yaml(args.contract))
-
-    def boot() -> None:
-        try:
-            pool.server(args.base)
-            _log("preboot: pool warm")
-        except Exception as e:  # the pilot's lease boots again
-            _log(f"preboot failed ({type(e).__name__}: {str(e)[:300]}); the pilot's lease boots again")
-
-    threading.Thread(target=boot, name="preboot", daemon=True).start()
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        for log in (args.work / "pools").rglob("vllm-*.log"):
-            text = log.read_text(errors="replace")
-            if "Model loading took" in text or "Loading weights took" in text:
-                _log("preboot: vLLM has loaded the model; training starts beside it")
-                return
-        time.sleep(2)
-    _log("preboot: no model-loaded line within 240s; training starts anyway")
-
-
 def _host() -> dict[str, Any]:
     info: dict[str, Any] = {"node": platform.node(), "python": platform.python_version()}
     try:
@@ -239,9 +205,6 @@ def main() -> int:
     parser.add_argument("--toolkits", default="unsloth,llamafactory")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--eval-limit", type=int, default=20, help="the pilot's --eval-limit")
-    parser.add_argument(
-        "--preboot", action="store_true", help="boot the warm pool while the toolkits train (see preboot)"
-    )
     parser.add_argument("--steps", type=int, default=None, help="override the spec's steps (CPU trials only)")
     parser.add_argument("--not-run", type=Path, default=None, help="a JSON file {toolkit: why not run}")
     parser.add_argument("--results", type=Path, required=True)
@@ -261,8 +224,6 @@ def main() -> int:
     pools = PoolSet(log_dir=args.work / "pools", announce=False)
     install_pools(pools)
     try:
-        if args.preboot:
-            preboot(pools, args)
         pilot, run = pilot_phase(args, args.results, args.work)
         run = args.fallback_run or run
         summary = pool_summary(pools)

@@ -63,7 +63,7 @@ log "base in $(( $(date +%s) - t ))s: $identity"
 sed "s|^  identity: .*|  identity: $identity|" contracts/smollm2-vllm.yaml > contracts/.gpu-smollm2-vllm.yaml
 
 "$py" bench/gpu/h200_session.py --spec examples/smollm2/train.yaml --contract contracts/.gpu-smollm2-vllm.yaml \
-  --base "$base" --toolkits "${TOOLKITS:-unsloth,llamafactory}" --repeats "${REPEATS:-2}" --eval-limit 20 --preboot \
+  --base "$base" --toolkits "${TOOLKITS:-unsloth,llamafactory}" --repeats "${REPEATS:-1}" --eval-limit 20 \
   --not-run bench/gpu/h200-not-run.json --results "$res" --work $top/work \
   --verdicts "${VERDICTS:-10}" --stream "${STREAM:-50}" --concurrency "${CONCURRENCY:-4}" > "$res/session.log" 2>&1
 log "session exit $?"
