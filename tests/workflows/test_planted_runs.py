@@ -81,6 +81,7 @@ CALLER = {
                     "with": {
                         "ref": "${{ vars.BUNDLE }}",
                         "key": "${{ vars.PUBLIC_KEY }}",
+                        "contract-digest": "${{ vars.CONTRACT_DIGEST }}",
                         "install": "false",
                     },
                 },
@@ -98,7 +99,9 @@ CALLER = {
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A signed bundle in an OCI layout, its public key and a signing key for the release input."""
+    from gate.contract import Contract
     from gate.oci import parse_ref, publish
+    from gate.resources import default_contract
     from gate.signing import generate_key
     from tests.fixtures.bundles import signed_release
     from tests.fixtures.serving import write_lora
@@ -114,6 +117,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "BUNDLE": ref,
         "PUBLIC_KEY": str(keys / "release.pub.pem"),
         "SIGN_KEY": str(keys / "release.pem"),
+        "CONTRACT_DIGEST": Contract.from_yaml(default_contract()).sha256,
         "GATE_PATH": str(ROOT),
     }
 

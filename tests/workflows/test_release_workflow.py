@@ -169,6 +169,22 @@ def test_verify_action_refuses_to_verify_against_no_pinned_signer(tmp_path: Path
     ]
 
 
+@pytest.mark.parametrize(
+    "contract", [{}, {"contract": "smollm2", "contract-digest": "0" * 64}], ids=["neither", "both"]
+)
+def test_verify_action_refuses_to_verify_against_no_single_contract(
+    tmp_path: Path, contract: dict[str, str]
+) -> None:
+    _, public = _keys(tmp_path)
+    job = _verify(tmp_path, _dev_image(), ref="oci://h/r:t", install="false", key=str(public), **contract)
+    verify = job.step("verify")
+    assert verify.returncode == 2
+    assert verify.outputs == {"exit-code": "2", "verified": "false"}
+    assert _annotations(verify.stdout) == [
+        "::error title=gate verify bundle::give exactly one of contract or contract-digest"
+    ]
+
+
 def test_verify_action_reports_an_unreachable_registry_through_gates_annotation(tmp_path: Path) -> None:
     _, public = _keys(tmp_path)
     # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
