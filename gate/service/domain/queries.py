@@ -10,6 +10,7 @@ Gates are returned in pipeline order, not in the order their rows were written.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,9 @@ _GATE_COLS = (
     GateResult.has_report.label("has_report"),
 )
 # The status read's statements, built once: building a select costs more than running it.
-_ONE = select(*_RELEASE_COLS, Release.verdict, *_GATE_COLS).outerjoin(
+# The verdict as stored text: every joined row repeats it, and only one copy is decoded.
+_VERDICT = cast(Release.verdict, Text).label("verdict")
+_ONE = select(*_RELEASE_COLS, _VERDICT, *_GATE_COLS).outerjoin(
     GateResult, GateResult.release_id == Release.id
 )
 _BY_ID = {
@@ -210,7 +213,15 @@ def _assemble(rows: Sequence[Any], *, with_verdict: bool) -> list[ReleaseRead]:
                     has_report=bool(m["has_report"]),
                 )
             )
-    return [_release(m, gates[i], m["verdict"] if with_verdict else None) for i, m in first.items()]
+    return [
+        _release(m, gates[i], _decode_verdict(m["verdict"]) if with_verdict else None)
+        for i, m in first.items()
+    ]
+
+
+def _decode_verdict(raw: str | None) -> dict[str, Any] | None:
+    value = json.loads(raw) if raw is not None else None
+    return value if isinstance(value, dict) else None
 
 
 def _key(name: str) -> Any:
