@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.workflows.repos import caller_repository, commit_repository
+from tests.workflows.repos import caller_repository
 from tests.workflows.runner import (
     JobResult,
     RunnerImage,
@@ -259,10 +259,9 @@ def test_the_job_declares_pytorchs_cpu_wheel_page_and_no_python_downloads() -> N
 def test_release_workflow_releases_from_a_bare_runner_and_the_verify_action_accepts_it(
     tmp_path: Path, trained_adapter_run: Path, docker_registry: Any
 ) -> None:
-    shutil.copytree(trained_adapter_run, tmp_path / "run", symlinks=True)
+    # The caller's repository holds the run it releases (committed, so checkout clones it).
+    shutil.copytree(trained_adapter_run, tmp_path / "repo" / "runs" / "capitals", symlinks=True)
     caller_repository(tmp_path / "repo")
-    shutil.move(tmp_path / "run", tmp_path / "repo" / "runs" / "capitals")
-    commit_repository(tmp_path / "repo")
     private, public = _keys(tmp_path)
     target = docker_registry.ref("octo-org/capitals", "v1")
     inputs = _release_inputs(
