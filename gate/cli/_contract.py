@@ -64,6 +64,7 @@ def _init(args: argparse.Namespace) -> int:
         "fixtures": result.fixtures,
         "skipped_fixtures": result.skipped_fixtures,
         "todo": result.todo,
+        "lora_support": result.lora_support,
     }
     if args.json:
         print_json(summary)
@@ -74,6 +75,9 @@ def _init(args: argparse.Namespace) -> int:
     print(f"  fixtures {', '.join(result.fixtures)}")
     for name, why in result.skipped_fixtures.items():
         print(f"  fixture {name} left out: {why}")
+    if not result.lora_support["served"]:
+        # every adapter of this contract fails check and smoke: say so now, not at the first release
+        print(f"  serving.lora_support: NOT SERVED: {result.lora_support['reason']}")
     print(f"  fill in: {', '.join(result.todo)} (marked TODO(gate contract init))")
     return 0
 

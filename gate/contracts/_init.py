@@ -42,6 +42,8 @@ class InitResult:
     fixtures: list[str]
     skipped_fixtures: dict[str, str]
     todo: list[str]
+    #: serving.lora_support as written: whether the runtime versions serve LoRA on this base at all.
+    lora_support: dict[str, Any]
 
 
 def _name_for(base_dir: Path) -> str:
@@ -338,4 +340,5 @@ def init_contract(
         fixtures=[f["name"] for f in good],
         skipped_fixtures=skipped,
         todo=["metadata.owners", "smoke.prompts", "eval", "publish.target"],
+        lora_support=dict(data["serving"]["lora_support"]),
     )

@@ -259,6 +259,10 @@ def test_contract_of_a_base_vllm_cpu_serves_no_lora_on_says_why_and_smoke_fails_
 ) -> None:
     support = Contract.from_yaml(arch_contract).serving.lora_support
     assert support.served is False
+    said = gate_cli(
+        "contract", "init", "--base", str(served_base.base_dir), "--out", str(tmp_path / "c.yaml"), "--json"
+    )
+    assert json.loads(said.stdout)["lora_support"]["served"] is False, said.stdout + said.stderr
     assert "triton.language' has no attribute 'bfloat16'" in support.reason, support.reason
     adapter = served_base.adapter("clean")
     base = str(served_base.base_dir)
