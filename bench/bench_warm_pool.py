@@ -25,7 +25,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,14 @@ def _phase_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None
     return table
 
 
-def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work: Path) -> dict[str, Any]:
+def run_mode(
+    mode: str,
+    candidates: list[Path],
+    runs: Path,
+    registry: Any,
+    work: Path,
+    progress: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+) -> dict[str, Any]:
     """Release every candidate through a fresh service in ``mode``; time each release to its outcome."""
     from gate.service.jobs import release_out_dir
 
@@ -154,6 +161,7 @@ def run_mode(mode: str, candidates: list[Path], runs: Path, registry: Any, work:
             if done["status"] != "published":
                 row["release"] = {k: done.get(k) for k in ("status", "reason", "error", "stopped_at")}
             rows.append(row)
+            progress(rows)
             print(f"{mode}: {run.name} {done['status']} in {row['seconds']}s {row.get('gates')}", flush=True)
         boots = len(list((svc.settings.data_dir).rglob("vllm-*.log")))
         pool_events = [
@@ -199,7 +207,12 @@ def main() -> int:
         candidates = [edited_run(trained, runs / f"c{i}", nudge=1e-4 * (i + 1)) for i in range(args.n)]
         with running_registry(work / "registry") as registry:
             for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-                results[mode] = run_mode(mode, candidates, runs, registry, work)
+                # Written after every release: an interrupted run still leaves what it measured.
+                def progress(rows: list[dict[str, Any]], mode: str = mode) -> None:
+                    atomic_write_json(args.out, {**results, mode: {"releases": rows, "partial": True}})
+
+                results[mode] = run_mode(mode, candidates, runs, registry, work, progress)
+                atomic_write_json(args.out, results)
     for mode in ("warm", "cold"):
         if mode in results:
             results[mode]["phases"] = _phase_table(results[mode]["releases"])
