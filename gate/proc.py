@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -17,10 +18,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
-from gate.errors import ToolError
+from gate.errors import Error, ToolError
 
-__all__ = ["Completed", "kill_group", "run_streamed", "spawn"]
+__all__ = ["Completed", "LineChild", "kill_group", "run_streamed", "spawn"]
 
 
 @dataclass(frozen=True)
@@ -145,3 +147,94 @@ def run_streamed(
             hint=f"see the log at {log_path}" if log_path else None,
         )
     return Completed(proc.returncode, seconds, "\n".join(tail), log_path)
+
+
+class LineChild:
+    """A long-lived child that answers one stdout line per stdin line (stderr to a log).
+
+    Warm helpers (the parity reference, the warm lm-eval) speak this protocol: every read has a
+    deadline and a size bound, and any failure stops the child and raises ``error`` (the caller's
+    exception type, so its message reads as the caller's).
+    """
+
+    def __init__(self, name: str, log_path: Path, *, error: type[Error], max_line: int) -> None:
+        self.name, self.log_path, self._error, self._max_line = name, log_path, error, max_line
+        self.process: subprocess.Popen[bytes] | None = None
+        self._pending = b""
+
+    def start(self, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        """Start the child in its own session (stops a previous one first)."""
+        self.close()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
+        try:
+            self.process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=dict(env),
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self._pending = b""
+        return self.process
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def write_line(self, data: bytes) -> None:
+        process = self.process
+        assert process is not None and process.stdin is not None
+        try:
+            process.stdin.write(data + b"\n")
+            process.stdin.flush()
+        except OSError as e:
+            self.close()
+            raise self._error(f"{self.name} is gone: {e}") from e
+
+    def read_line(self, deadline: float) -> bytes:
+        """The next stdout line (without its newline) by ``deadline`` (``time.monotonic()``)."""
+        process = self.process
+        assert process is not None and process.stdout is not None
+        fd = process.stdout.fileno()
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise self._error(
+                    f"{self.name} gave no answer in time and was stopped", hint=f"log {self.log_path}"
+                )
+            ready, _, _ = select.select([fd], [], [], min(left, 5.0))
+            chunk = os.read(fd, 1 << 16) if ready else None
+            if chunk == b"" or (chunk is None and process.poll() is not None):
+                code = process.poll()
+                self.close()
+                raise self._error(f"{self.name} exited (status {code})", hint=f"log {self.log_path}")
+            if chunk is None:
+                continue
+            self._pending += chunk
+            if len(self._pending) > self._max_line and b"\n" not in self._pending:
+                self.close()
+                raise self._error(f"{self.name} wrote an over-long line", hint=f"log {self.log_path}")
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
+
+    def close(self) -> None:
+        """Stop the child (idempotent)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+        kill_group(process, grace=5.0)
+
+    def __enter__(self) -> LineChild:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
-import subprocess
 import threading
 import time
 from collections import deque
@@ -24,7 +21,7 @@ from types import TracebackType
 
 from gate.errors import ToolError
 from gate.evaluate._env import lm_eval_env_spec
-from gate.proc import Completed
+from gate.proc import Completed, LineChild
 
 __all__ = ["WarmEvaluator", "WarmEvaluators"]
 
@@ -46,69 +43,32 @@ class WarmEvaluator:
     def __init__(self, *, log_dir: Path) -> None:
         self.log_dir = Path(log_dir)
         self.starts = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = LineChild(
+            "the warm lm-eval process", self.log_dir / "lm-eval-warm.log", error=ToolError, max_line=_MAX_LINE
+        )
         self._env: dict[str, str] | None = None
         self._lock = threading.Lock()
-        self._pending = b""
 
     @property
     def log_path(self) -> Path:
         """Where the process's stderr (lm-eval's own messages and tracebacks) goes."""
-        return self.log_dir / "lm-eval-warm.log"
+        return self._child.log_path
 
-    def _start(self, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _start(self, extra_env: dict[str, str]) -> None:
         from gate.envs import ensure
 
         env = ensure(lm_eval_env_spec())
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
-        try:
-            process = subprocess.Popen(
-                [str(env.python), str(_SCRIPT), "--serve"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env.environ(extra_env),
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        self._process, self._env, self._pending = process, dict(extra_env), b""
+        self._child.start([str(env.python), str(_SCRIPT), "--serve"], env.environ(extra_env))
+        self._env = dict(extra_env)
         self.starts += 1
         deadline = time.monotonic() + _READY_TIMEOUT
         while True:
-            event = _event(self._line(process, deadline))
+            event = _event(self._line(deadline))
             if event is not None and event.get("event") == "ready":
-                return process
+                return
 
-    def _line(self, process: subprocess.Popen[bytes], deadline: float) -> str:
-        """The next stdout line; stops the process (raising :class:`ToolError`) on timeout or exit."""
-        assert process.stdout is not None
-        fd = process.stdout.fileno()
-        while b"\n" not in self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.close()
-                raise ToolError(
-                    "the warm lm-eval process did not finish in time and was stopped",
-                    hint=f"log {self.log_path}",
-                )
-            ready, _, _ = select.select([fd], [], [], min(left, 5.0))
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                code = process.poll()
-                self.close()
-                raise ToolError(
-                    f"the warm lm-eval process exited (status {code})", hint=f"log {self.log_path}"
-                )
-            self._pending += chunk
-            if len(self._pending) > _MAX_LINE and b"\n" not in self._pending:
-                self.close()
-                raise ToolError("the warm lm-eval process wrote an over-long line")
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode("utf-8", errors="replace")
+    def _line(self, deadline: float) -> str:
+        return self._child.read_line(deadline).decode("utf-8", errors="replace")
 
     def run(
         self,
@@ -123,22 +83,14 @@ class WarmEvaluator:
         started = time.monotonic()
         tail: deque[str] = deque(maxlen=40)
         with self._lock:
-            process = self._process
-            if process is None or process.poll() is not None or self._env != extra_env:
-                self.close()
-                process = self._start(extra_env)
-            assert process.stdin is not None
-            try:
-                process.stdin.write(json.dumps({"config": str(config_path)}).encode() + b"\n")
-                process.stdin.flush()
-            except OSError as e:
-                self.close()
-                raise ToolError(f"the warm lm-eval process is gone: {e}") from e
+            if not self._child.alive() or self._env != extra_env:
+                self._start(extra_env)
+            self._child.write_line(json.dumps({"config": str(config_path)}).encode())
             deadline = started + timeout
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "a", encoding="utf-8", errors="replace") as log:
                 while True:
-                    line = self._line(process, deadline)
+                    line = self._line(deadline)
                     log.write(line + "\n")
                     event = _event(line)
                     if event is not None and event.get("event") == "finished":
@@ -151,15 +103,7 @@ class WarmEvaluator:
 
     def close(self) -> None:
         """Stop the process (idempotent)."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        from gate.proc import kill_group
-
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
-        kill_group(process, grace=5.0)
+        self._child.close()
 
     def __enter__(self) -> WarmEvaluator:
         return self

@@ -9,9 +9,6 @@ server uses; each request applies one adapter, scores, and removes it again
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from gate.errors import ServerError
+from gate.proc import LineChild
 from gate.serving._env import reference_env_spec
 
 __all__ = ["REFERENCE_SCRIPT", "ReferenceProcess", "check_reference_result"]
@@ -54,97 +52,44 @@ class ReferenceProcess:
         self.log_dir = Path(log_dir)
         self.timeout = timeout
         self.starts = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = LineChild(
+            "the warm reference", self.log_dir / "reference.log", error=ServerError, max_line=_MAX_LINE
+        )
         self._lock = threading.Lock()
 
-    def _start(self) -> subprocess.Popen[bytes]:
+    def _start(self) -> None:
         from gate.envs import ensure
 
         env = ensure(reference_env_spec())
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / "reference.log", "ab")  # noqa: SIM115 - owned by the child's lifetime
-        try:
-            process = subprocess.Popen(
-                [str(env.python), str(REFERENCE_SCRIPT), "--serve", str(self.base_dir), self.dtype],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env.environ(),
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        self._process = process
+        self._child.start(
+            [str(env.python), str(REFERENCE_SCRIPT), "--serve", str(self.base_dir), self.dtype], env.environ()
+        )
         self.starts += 1
-        ready = self._read_line(process, self.timeout)
+        ready = self._read_answer()
         if not (isinstance(ready, dict) and ready.get("ready")):
             self.close()
-            raise ServerError(
-                "the warm reference did not start", hint=f"log {self.log_dir / 'reference.log'}"
-            )
-        return process
+            raise ServerError("the warm reference did not start", hint=f"log {self._child.log_path}")
 
-    def _read_line(self, process: subprocess.Popen[bytes], timeout: float) -> Any:
-        assert process.stdout is not None
-        deadline = time.monotonic() + timeout
-        chunks: list[bytes] = []
-        size = 0
-        fd = process.stdout.fileno()
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.close()
-                raise ServerError(f"the warm reference gave no answer within {timeout:.0f}s and was stopped")
-            ready, _, _ = select.select([fd], [], [], min(left, 5.0))
-            if not ready:
-                if process.poll() is not None:
-                    self.close()
-                    raise ServerError(
-                        f"the warm reference exited with status {process.returncode}",
-                        hint=f"log {self.log_dir / 'reference.log'}",
-                    )
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                self.close()
-                raise ServerError("the warm reference closed its output", hint=f"log {self.log_dir}")
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > _MAX_LINE:
-                self.close()
-                raise ServerError("the warm reference wrote an over-long answer")
-            if chunk.endswith(b"\n"):
-                try:
-                    return json.loads(b"".join(chunks))
-                except ValueError as e:
-                    self.close()
-                    raise ServerError(f"the warm reference wrote invalid JSON: {e}") from e
+    def _read_answer(self) -> Any:
+        line = self._child.read_line(time.monotonic() + self.timeout)
+        try:
+            return json.loads(line)
+        except ValueError as e:
+            self.close()
+            raise ServerError(f"the warm reference wrote invalid JSON: {e}") from e
 
     def score(self, request: dict[str, Any]) -> dict[str, Any]:
         """Score one adapter's prompts (the request format of ``reference_greedy.py``)."""
         with self._lock:
-            process = self._process if self._process and self._process.poll() is None else self._start()
-            assert process.stdin is not None
-            try:
-                process.stdin.write(json.dumps(request).encode() + b"\n")
-                process.stdin.flush()
-            except OSError as e:
-                self.close()
-                raise ServerError(f"the warm reference is gone: {e}") from e
-            data = self._read_line(process, self.timeout)
-        return check_reference_result(data, len(request["prompts"]), str(self.log_dir / "reference.log"))
+            if not self._child.alive():
+                self._start()
+            self._child.write_line(json.dumps(request).encode())
+            data = self._read_answer()
+        return check_reference_result(data, len(request["prompts"]), str(self._child.log_path))
 
     def close(self) -> None:
         """Stop the process (idempotent)."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        from gate.proc import kill_group
-
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
-        kill_group(process, grace=5.0)
+        self._child.close()
 
     def __enter__(self) -> ReferenceProcess:
         return self

@@ -32,10 +32,10 @@ def test_one_warm_process_serves_many_runs_reports_a_failed_one_and_is_replaced_
         )
         assert bad.returncode == 1 and "missing" in bad.tail
         assert evaluator.starts == 1  # the failed run did not end the process
-        process = evaluator._process
+        process = evaluator._child.process
         assert process is not None
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         again = evaluator.run(_config(tmp_path / "ok2.json", tmp_path), log_path=tmp_path / "c.log", **run)
         assert again.returncode == 0 and evaluator.starts == 2
-    assert evaluator._process is None
+    assert evaluator._child.process is None
