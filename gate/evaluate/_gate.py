@@ -17,7 +17,7 @@ from gate.evaluate._baseline import Baseline
 from gate.evaluate._env import lm_eval_env_spec
 from gate.evaluate._power import power_plan
 from gate.evaluate._report import EvalReport, PerDoc
-from gate.evaluate._runner import Server, score_models
+from gate.evaluate._runner import RequestPlan, Server, score_models
 from gate.evaluate._scores import ModelScores
 from gate.evaluate._stats import MetricVerdict, judge_metric, metric_key
 from gate.evaluate._tasks import planning, task_set, thresholds
@@ -148,7 +148,10 @@ def run_eval(
         "tasks_sha256": tasks.sha256,
         "limit": limit,
         "power_plan": [plan.to_dict() for plan in plans],
-        "lm_eval": {"requirements": list(lm_eval_env_spec().installs[0].requirements)},
+        "lm_eval": {
+            "requirements": list(lm_eval_env_spec().installs[0].requirements),
+            "requests": RequestPlan.for_server(server).to_dict(),
+        },
     }
 
     def finish(

