@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -262,6 +263,28 @@ def _collect(
     )
 
 
+def _lm_eval_runs(
+    jobs: Sequence[_Job], server: Server, evaluator: WarmEvaluator | None
+) -> list[tuple[list[_Job], contextlib.AbstractContextManager[None]]]:
+    """The lm-eval runs for ``jobs``, each with the side of the server's request lock it holds.
+
+    Loglikelihood (multiple-choice) requests must run alone on a server that cannot batch them
+    with others (:mod:`gate.serving._requests`): on a warm evaluator they are a run of their own
+    under the exclusive side and generation runs under the shared one; a one-shot run (an
+    interpreter start per run) stays one run, exclusive.
+    """
+    lock = getattr(server, "request_lock", None)
+    if lock is None or not lock.serialize:
+        return [(list(jobs), contextlib.nullcontext())]
+    choice = [j for j in jobs if j.kind == "multiple_choice"]
+    other = [j for j in jobs if j.kind != "multiple_choice"]
+    if not choice:
+        return [(other, lock.shared())]
+    if evaluator is None or not other:
+        return [(list(jobs), lock.exclusive())]
+    return [(other, lock.shared()), (choice, lock.exclusive())]
+
+
 def score_models(
     models: Sequence[tuple[str, str]],
     contract: Contract,
@@ -279,17 +302,19 @@ def score_models(
     raw = out_dir / "lm-eval"
     jobs = [j for label, model in models for j in _jobs_for(label, model, wanted, raw)]
     started = time.monotonic()
-    _run_lm_eval(
-        jobs,
-        server=server,
-        tasks=tasks,
-        base_dir=base_dir,
-        work_dir=out_dir,
-        timeout=timeout,
-        request_timeout=request_timeout,
-        limit=limit,
-        evaluator=evaluator,
-    )
+    for group, hold in _lm_eval_runs(jobs, server, evaluator):
+        with hold:
+            _run_lm_eval(
+                group,
+                server=server,
+                tasks=tasks,
+                base_dir=base_dir,
+                work_dir=out_dir,
+                timeout=timeout,
+                request_timeout=request_timeout,
+                limit=limit,
+                evaluator=evaluator,
+            )
     seconds = time.monotonic() - started
     return {
         label: _collect(

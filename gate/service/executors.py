@@ -11,6 +11,10 @@ release leases a slot of the pool for its contract instead of booting vLLM.
   the actor whose pool already serves its contract's key (else the least busy
   actor). An actor runs up to ``serving.max_loras`` jobs at once.
 
+With pools a local worker runs up to ``GATE_SERVICE_WORKER_JOBS`` (default 4) jobs at once,
+so several candidates gate concurrently on one warm server (a pool admits at most the
+contract's ``serving.max_loras``; prompt log-prob work takes the server alone where the
+runtime cannot batch it, :mod:`gate.serving._requests`); without pools one at a time.
 ``GATE_SERVICE_POOLS=0`` turns the pools off (a vLLM boot per release: the
 benchmark's baseline). ``GATE_SERVICE_POOL_IDLE_S`` (default 1800) closes a pool idle that long;
 ``GATE_SERVICE_POOL_MIN_FREE_MB`` (default 4096) closes the least recently used
@@ -29,18 +33,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gate.errors import InputError
 from gate.registry import Registry
 from gate.service.db import sync_engine
 from gate.service.jobs import execute_job
 from gate.service.settings import Settings, get_settings
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "PoolActor", "RayExecutor", "make_pools"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "PoolActor", "RayExecutor", "make_pools", "worker_jobs"]
 
 log = logging.getLogger("gate.service")
 
 
 class Executor(ABC):
     """Runs one job to completion, calling ``beat`` at least every ``heartbeat_s`` while it runs."""
+
+    #: How many jobs a worker may run on this executor at once (:func:`gate.service.worker.run_worker`).
+    concurrency: int = 1
 
     @abstractmethod
     def __init__(self, settings: Settings) -> None: ...
@@ -56,6 +64,18 @@ class Executor(ABC):
     def idle(self) -> None:
         """Called between jobs: close pools idle for too long."""
         return None
+
+
+def worker_jobs() -> int:
+    """``GATE_SERVICE_WORKER_JOBS`` (default 4, the shipped contracts' ``serving.max_loras``)."""
+    raw = os.environ.get("GATE_SERVICE_WORKER_JOBS", "4")
+    try:
+        jobs = int(raw)
+    except ValueError:
+        raise InputError(f"GATE_SERVICE_WORKER_JOBS must be a whole number, not {raw!r}") from None
+    if not 1 <= jobs <= 64:
+        raise InputError(f"GATE_SERVICE_WORKER_JOBS must be between 1 and 64, not {jobs}")
+    return jobs
 
 
 def make_pools(settings: Settings) -> Any:
@@ -81,9 +101,12 @@ class LocalExecutor(Executor):
         self.engine = sync_engine(settings)
         self.pools = make_pools(settings)
         install_pools(self.pools)
+        # On warm pools candidates gate together (each pool admits serving.max_loras at once); a
+        # boot per release (no pools) would boot that many servers at once: one job at a time.
+        self.concurrency = worker_jobs() if self.pools is not None else 1
 
     def run(self, job_id: int, release_id: int, kind: str, beat: Callable[[], None]) -> None:
-        """Run the job inline."""
+        """Run the job in the calling thread."""
         execute_job(self.settings, self.engine, job_id, release_id, kind)
 
     def idle(self) -> None:

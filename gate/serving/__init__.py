@@ -15,8 +15,10 @@ Example::
 
 Layout: :mod:`._runtime` (the interface and the registry), :mod:`._server` (vLLM),
 :mod:`._verify` (an attached server checked against the contract), :mod:`._client`
-(HTTP), :mod:`._pool` (the warm pool and its canary), :mod:`._reference` (the warm
-transformers + PEFT reference), :mod:`._env` (the isolated environments).
+(HTTP), :mod:`._requests` (per-server request serialization), :mod:`._pool` (the warm
+pool) with :mod:`._canary`, :mod:`._slots` and :mod:`._hotload`, :mod:`._pools` (the pools
+a service keeps), :mod:`._reference` (the warm transformers + PEFT reference),
+:mod:`._env` (the isolated environments).
 """
 
 from __future__ import annotations
@@ -24,21 +26,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gate.serving._canary import Canary, CanaryReading, CanaryResult
 from gate.serving._client import Completion, LoadResult, ModelCard, StreamTiming, TokenLogprob, VLLMClient
 from gate.serving._env import CPU_VLLM, GPU_VLLM, reference_env_spec, vllm_env_spec
-from gate.serving._pool import (
-    Canary,
-    CanaryReading,
-    CanaryResult,
-    HotLoad,
-    PoolKey,
-    WarmPool,
-    candidate_name,
-    pool_key,
-    scan_adapter_weights,
-)
+from gate.serving._hotload import HotLoad, candidate_name, scan_adapter_weights
+from gate.serving._pool import WarmPool
 from gate.serving._pools import PoolSet, announced_server, available_memory
 from gate.serving._reference import REFERENCE_SCRIPT, ReferenceProcess, check_reference_result
+from gate.serving._requests import RequestLock
 from gate.serving._runtime import RUNTIMES, PromptLogprobs, ServerFacts, ServingRuntime, runtime_for
 from gate.serving._server import (
     DEFAULT_READY_TIMEOUT,
@@ -48,6 +43,7 @@ from gate.serving._server import (
     server_argv,
     server_processes,
 )
+from gate.serving._slots import PoolKey, pool_key
 
 __all__ = [
     "CPU_VLLM",
@@ -67,6 +63,7 @@ __all__ = [
     "PoolSet",
     "PromptLogprobs",
     "ReferenceProcess",
+    "RequestLock",
     "ServerFacts",
     "ServingRuntime",
     "StreamTiming",

@@ -7,6 +7,7 @@ user gets), and greedy chat/text completions with token ids and log-probs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 from gate.errors import ServerError
+from gate.serving._requests import RequestLock
 from gate.serving._runtime import PromptLogprobs
 
 __all__ = ["Completion", "LoadResult", "ModelCard", "StreamTiming", "TokenLogprob", "VLLMClient"]
@@ -97,8 +99,10 @@ class StreamTiming:
 class VLLMClient:
     """HTTP client for one vLLM server; every transport failure is a :class:`ServerError`."""
 
-    def __init__(self, url: str, *, timeout: float = 300.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 300.0, requests: RequestLock | None = None) -> None:
         self.url = url.rstrip("/")
+        #: The server's request serialization (prompt log-probs alone; see :mod:`gate.serving._requests`).
+        self.requests = requests or RequestLock(serialize=False)
         self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0))
 
     def close(self) -> None:
@@ -126,6 +130,12 @@ class VLLMClient:
         if len(response.content) > _MAX_BODY:
             raise ServerError(f"vLLM at {self.url} answered {path} with {len(response.content)} bytes")
         return response
+
+    def _hold(self, body: Mapping[str, Any]) -> contextlib.AbstractContextManager[None]:
+        """The side of the server's request lock a request with ``body`` takes (module :mod:`._requests`)."""
+        if body.get("echo") or body.get("prompt_logprobs") is not None:
+            return self.requests.exclusive()
+        return self.requests.shared()
 
     def _json(self, response: httpx.Response, path: str) -> dict[str, Any]:
         if response.status_code != 200:
@@ -205,9 +215,10 @@ class VLLMClient:
             "seed": 0,
             "prompt_logprobs": 0,
         }
-        start = time.monotonic()
-        data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
-        seconds = time.monotonic() - start
+        with self.requests.exclusive():
+            start = time.monotonic()
+            data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
+            seconds = time.monotonic() - start
         choice = _first_choice(data, "/v1/completions")
         raw = choice.get("prompt_logprobs")
         if not isinstance(raw, list) or len(raw) != len(token_ids):
@@ -261,9 +272,10 @@ class VLLMClient:
             "return_tokens_as_token_ids": True,
             **(extra or {}),
         }
-        start = time.monotonic()
-        data = self._json(self._request("POST", "/v1/chat/completions", body), "/v1/chat/completions")
-        seconds = time.monotonic() - start
+        with self._hold(body):
+            start = time.monotonic()
+            data = self._json(self._request("POST", "/v1/chat/completions", body), "/v1/chat/completions")
+            seconds = time.monotonic() - start
         choice = _first_choice(data, "/v1/chat/completions")
         message = choice.get("message") or {}
         text = message.get("content") if isinstance(message, dict) else None
@@ -301,9 +313,10 @@ class VLLMClient:
             "return_tokens_as_token_ids": True,
             **(extra or {}),
         }
-        start = time.monotonic()
-        data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
-        seconds = time.monotonic() - start
+        with self._hold(body):
+            start = time.monotonic()
+            data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
+            seconds = time.monotonic() - start
         choice = _first_choice(data, "/v1/completions")
         lp = choice.get("logprobs") or {}
         names = lp.get("tokens") or []
@@ -336,6 +349,10 @@ class VLLMClient:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        with self.requests.shared():
+            return self._stream_timing(body)
+
+    def _stream_timing(self, body: Mapping[str, Any]) -> StreamTiming:
         start = time.monotonic()
         first: float | None = None
         tokens = 0

