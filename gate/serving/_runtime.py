@@ -88,19 +88,6 @@ class ServingRuntime(ABC):
     served_model: str
     _request_lock: RequestLock | None = None
 
-    @property
-    def request_lock(self) -> RequestLock:
-        """This server's request serialization: prompt log-probs alone where batching them is unsafe.
-
-        Every request gate makes takes it (:class:`gate.serving.VLLMClient`), and so does the
-        evaluation around its lm-eval jobs (:mod:`gate.serving._requests`).
-        """
-        with _LOCK_MADE:
-            if self._request_lock is None:
-                batched = bool(getattr(self, "batched_loglikelihood", False))
-                self._request_lock = RequestLock(serialize=not batched)
-            return self._request_lock
-
     # --- construction -----------------------------------------------------------------------------
 
     @classmethod
@@ -153,6 +140,18 @@ class ServingRuntime(ABC):
         device without that limit overrides this.
         """
         return False
+
+    @property
+    def request_lock(self) -> RequestLock:
+        """This server's request serialization: prompt log-probs alone where batching them is unsafe.
+
+        Every request gate makes takes it (:class:`gate.serving.VLLMClient`), and so does the
+        evaluation around its lm-eval jobs (:mod:`gate.serving._requests`).
+        """
+        with _LOCK_MADE:
+            if self._request_lock is None:
+                self._request_lock = RequestLock(serialize=not self.batched_loglikelihood)
+            return self._request_lock
 
     # --- adapters and inference -------------------------------------------------------------------
 
