@@ -58,7 +58,9 @@ def test_shared_holders_run_together_and_an_exclusive_holder_runs_alone() -> Non
     assert lock.exclusive_count == 1
 
 
-def test_the_exclusive_holder_may_make_its_own_requests_and_a_lock_that_need_not_serialize_never_waits() -> None:
+def test_the_exclusive_holder_may_make_its_own_requests_and_a_lock_that_need_not_serialize_never_blocks() -> (
+    None
+):
     lock = RequestLock(serialize=True)
     with lock.exclusive(), lock.shared(), lock.exclusive():  # its own requests: no self-deadlock
         assert lock.held_exclusive()
