@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from gate.errors import Error, GateFailure, InputError, ServerError
 from gate.service.archives import ArchiveError
 from gate.service.auth import OIDCVerifier
 from gate.service.bodies import BoundedRequest
-from gate.service.db import async_engine, async_sessions, migrate, sync_engine
+from gate.service.db import async_engine, async_sessions, migrate, sqlite_file, sync_engine
 from gate.service.domain.contracts import ContractController
 from gate.service.domain.pilots import PilotController, PilotUIController
 from gate.service.domain.releases import AuditController, ReleaseController
@@ -39,6 +40,7 @@ from gate.service.domain.ui import LoginController, UIController
 from gate.service.guards import TokenAuthMiddleware
 from gate.service.metrics import Metrics, metrics_middleware
 from gate.service.queue import recover
+from gate.service.reader import Reader
 from gate.service.settings import Settings, get_settings
 from gate.service.state import AppState
 
@@ -127,11 +129,13 @@ def create_app(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = async_engine(settings)
     metrics = Metrics()
+    sessions = async_sessions(engine)
     state = AppState(
         settings=settings,
         engine=engine,
-        sessions=async_sessions(engine),
+        sessions=sessions,
         metrics=metrics,
+        reader=Reader(sessions, engine.dialect, sqlite_file(settings)),
         oidc=OIDCVerifier(settings.oidc) if settings.oidc else None,
     )
 
@@ -146,11 +150,16 @@ def create_app(
             if start_workers and settings.workers > 0:
                 state.workers = [_start_worker(settings, i) for i in range(settings.workers)]
                 tg.start_soon(_supervise, settings, state)
+            # What startup built lives as long as the process: the collector need not walk it again
+            # (a full collection over it is a pause every request in flight waits for).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:
                 tg.cancel_scope.cancel()
         await anyio.to_thread.run_sync(_stop_workers, state.workers)
+        state.reader.close()
         await engine.dispose()
 
     env = Environment(

@@ -22,11 +22,11 @@ from urllib.parse import urlparse
 import httpx
 import jwt
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from gate.errors import InputError
 from gate.service.models import ApiToken, utcnow
+from gate.service.reader import Prepared, Reader, as_utc
 from gate.service.settings import ROLES, OIDCSettings, Role
 
 __all__ = [
@@ -87,23 +87,25 @@ def issue_token(session: Session, name: str, role: str, *, expires_in_s: float |
     return token
 
 
-_BY_HASH = select(ApiToken.name, ApiToken.role, ApiToken.revoked, ApiToken.expires_at).where(
-    ApiToken.token_sha256 == bindparam("sha256")
+_BY_HASH = Prepared(
+    lambda _: select(ApiToken.name, ApiToken.role, ApiToken.revoked, ApiToken.expires_at).where(
+        ApiToken.token_sha256 == bindparam("sha256")
+    )
 )
 
 
-async def lookup_token(session: AsyncSession, token: str) -> Principal:
+async def lookup_token(reader: Reader, scope: Any, token: str) -> Principal:
     """The principal of an API token, or :class:`AuthError` (read per request: revocation is immediate)."""
-    conn = await session.connection()
-    row = (await conn.execute(_BY_HASH, {"sha256": hash_token(token)})).first()
-    if row is None:
+    rows = await reader.rows(scope, _BY_HASH, {"sha256": hash_token(token)})
+    if not rows:
         raise AuthError("unknown API token")
-    name, role, revoked, expires_at = row
+    name, role, revoked, stamp = rows[0]
+    expires_at = as_utc(stamp)
     if revoked:
         raise AuthError(f"API token {name!r} was revoked")
     if expires_at is not None and expires_at <= utcnow():
         raise AuthError(f"API token {name!r} expired at {expires_at.isoformat()}")
-    return Principal(name=f"token:{name}", role=role, kind="token")  # type: ignore[arg-type]
+    return Principal(name=f"token:{name}", role=role, kind="token")
 
 
 def looks_like_jwt(token: str) -> bool:

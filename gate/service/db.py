@@ -22,7 +22,7 @@ from gate.errors import InputError
 from gate.service.settings import Settings
 from gate.service.sqlite_inline import inline_reads_connector
 
-__all__ = ["async_engine", "async_sessions", "migrate", "sync_engine", "sync_session"]
+__all__ = ["async_engine", "async_sessions", "migrate", "sqlite_file", "sync_engine", "sync_session"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrate_lock = threading.Lock()
@@ -55,6 +55,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def sqlite_file(settings: Settings) -> str | None:
+    """The path of the service's SQLite file (None for PostgreSQL or an in-memory database)."""
+    u = make_url(_urls(settings.db_url)[0])
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        return u.database
+    return None
 
 
 def _prepare_sqlite_dir(url: str) -> None:

@@ -18,6 +18,7 @@ from litestar.types import Guard, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gate.service.auth import AuthError, Principal, allows, looks_like_jwt, lookup_token
+from gate.service.reader import Reader
 from gate.service.settings import Role
 
 __all__ = ["COOKIE", "CSRF_HEADER", "TokenAuthMiddleware", "csrf_token", "db", "requires"]
@@ -26,7 +27,6 @@ __all__ = ["COOKIE", "CSRF_HEADER", "TokenAuthMiddleware", "csrf_token", "db", "
 COOKIE = "gate_token"
 #: Header a cookie-authenticated API write must carry (the UI's forms carry a ``csrf`` field instead).
 CSRF_HEADER = "x-csrf-token"
-_DB = "gate.db"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _HINT = "send 'Authorization: Bearer TOKEN' (an API token or a GitHub Actions OIDC token) or log in at /login"
 
@@ -37,9 +37,9 @@ def csrf_token(token: str) -> str:
 
 
 def db(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncSession:
-    """The request's database session (the one authentication used)."""
-    s: AsyncSession = connection.scope["state"][_DB]
-    return s
+    """The request's ORM session: one per request, opened on first use (reads alone never open one)."""
+    reader: Reader = connection.app.state.gate.reader
+    return reader.session(connection.scope)
 
 
 def _wants_html(scope: Scope) -> bool:
@@ -54,35 +54,33 @@ def _wants_html(scope: Scope) -> bool:
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
     """Resolves ``Authorization: Bearer`` or the login cookie to a :class:`Principal`.
 
-    One database session serves the whole request: the token lookup and then the
-    handler's queries (``db(request)``), so a request checks out one connection.
+    One database session serves the whole request, opened on first use (``db(request)``)
+    and closed after it; the token lookup is one of the :class:`Reader`'s statements, on
+    that session's connection where it needs one (PostgreSQL), so a request checks out at
+    most one connection.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Open the session, authenticate, run the handler; a browser with no login goes to /login."""
-        if scope["type"] != ScopeType.HTTP:
-            await super().__call__(scope, receive, send)
-            return
-        st = scope["app"].state.gate
-        async with st.sessions() as session:
-            scope.setdefault("state", {})[_DB] = session
+        """Authenticate, run the handler, close its session; a browser with no login goes to /login."""
+        reader: Reader = scope["app"].state.gate.reader
+        try:
             try:
                 await super().__call__(scope, receive, send)
-            except NotAuthorizedException:
-                if not _wants_html(scope):
-                    raise
-                target = scope["path"] + (
-                    "?" + scope["query_string"].decode() if scope["query_string"] else ""
-                )
-                location = f"/login?next={quote(target, safe='')}".encode()
-                start: Any = {
-                    "type": "http.response.start",
-                    "status": 303,
-                    "headers": [(b"location", location)],
-                }
-                await send(start)
-                body: Any = {"type": "http.response.body", "body": b""}
-                await send(body)
+            finally:
+                await reader.close_session(scope)
+        except NotAuthorizedException:
+            if scope["type"] != ScopeType.HTTP or not _wants_html(scope):
+                raise
+            target = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+            location = f"/login?next={quote(target, safe='')}".encode()
+            start: Any = {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [(b"location", location)],
+            }
+            await send(start)
+            body: Any = {"type": "http.response.body", "body": b""}
+            await send(body)
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -111,7 +109,7 @@ class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
                     raise AuthError("OIDC tokens are not accepted: this server has no OIDC configuration")
                 principal: Principal = await anyio.to_thread.run_sync(st.oidc.verify, token)
             else:
-                principal = await lookup_token(db(connection), token)
+                principal = await lookup_token(st.reader, connection.scope, token)
         except AuthError as e:
             st.metrics.auth_failures.labels("refused").inc()
             raise NotAuthorizedException(str(e)) from e

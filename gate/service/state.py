@@ -1,4 +1,4 @@
-"""What the running app holds: settings, database engine, OIDC verifier, metrics, worker processes."""
+"""What the running app holds: settings, database engine, reader, OIDC verifier, metrics, worker processes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gate.service.auth import OIDCVerifier
 from gate.service.metrics import Metrics
+from gate.service.reader import Reader
 from gate.service.settings import Settings
 
 __all__ = ["AppState", "app_state"]
@@ -24,6 +25,8 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     metrics: Metrics
+    #: The hot reads (token lookup, status read, list page, health).
+    reader: Reader
     oidc: OIDCVerifier | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import event
 
 from gate.errors import InputError
-from gate.service.db import async_engine, async_sessions, migrate, sync_engine, sync_session
+from gate.service.db import async_engine, async_sessions, migrate, sqlite_file, sync_engine, sync_session
 from gate.service.domain.queries import ReleaseFilter, list_releases, read_release
 from gate.service.models import GateResult, Release
+from gate.service.reader import Reader
 from gate.service.settings import Settings
 
 
@@ -50,14 +51,22 @@ def _seed(settings: Settings, n: int) -> None:
 
 
 def _statements(settings: Settings, call: Any) -> tuple[Any, list[str]]:
+    """``call(reader, scope)`` as the API runs it, and every SQL statement it sent."""
+
     async def go() -> tuple[Any, list[str]]:
         engine = async_engine(settings)
         seen: list[str] = []
         event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        reader = Reader(async_sessions(engine), engine.dialect, sqlite_file(settings))
+        if reader.dialect.name == "sqlite":
+            # The reads run on the process's read connection, past SQLAlchemy.
+            reader._local().set_trace_callback(seen.append)
+        scope: dict[str, Any] = {"state": {}}
         try:
-            async with async_sessions(engine)() as s:
-                return await call(s), seen
+            return await call(reader, scope), seen
         finally:
+            await reader.close_session(scope)
+            reader.close()
             await engine.dispose()
 
     return asyncio.run(go())
@@ -76,9 +85,10 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def test_a_list_page_of_100_is_one_statement_without_reports_or_verdicts(seeded: Settings) -> None:
-    page, sql = _statements(seeded, lambda s: list_releases(s, ReleaseFilter(), limit=100, offset=0))
+    page, sql = _statements(seeded, lambda r, sc: list_releases(r, sc, ReleaseFilter(), limit=100, offset=0))
     assert len(page) == 100 and len(sql) == 1
-    assert "verdict" not in sql[0] and "gate_results.report," not in sql[0]
+    # The key "verdict" is written null; neither column is read.
+    assert "releases.verdict" not in sql[0] and "gate_results.report" not in sql[0]
     assert [r.id for r in page] == list(range(120, 20, -1))
     assert all(r.verdict is None for r in page)
     assert [g.gate for g in page[0].gates] == ["check", "smoke", "eval", "publish"]
@@ -90,19 +100,19 @@ def test_a_list_page_of_100_is_one_statement_without_reports_or_verdicts(seeded:
 def test_a_status_read_is_one_statement_with_the_verdict_and_gates_in_pipeline_order(
     seeded: Settings,
 ) -> None:
-    r, sql = _statements(seeded, lambda s: read_release(s, 7))
+    r, sql = _statements(seeded, lambda r, sc: read_release(r, sc, 7))
     assert len(sql) == 1 and r.id == 7 and r.verdict is not None and r.verdict["passed"] is True
     assert [g.gate for g in r.gates] == ["check", "smoke", "eval", "publish"]
 
 
 def test_filters_and_pagination_narrow_the_list(seeded: Settings) -> None:
     flt = ReleaseFilter.parse(status="error", name="alpha", contract="smollm2-vllm", since="2026-11-05")
-    page, _ = _statements(seeded, lambda s: list_releases(s, flt, limit=1000, offset=0))
+    page, _ = _statements(seeded, lambda r, sc: list_releases(r, sc, flt, limit=1000, offset=0))
     assert page and all(
         r.status == "error" and r.name == "alpha" and r.contract == "smollm2-vllm" for r in page
     )
     assert all(r.created_at >= dt.datetime(2026, 11, 5, tzinfo=dt.UTC) for r in page)
-    second, _ = _statements(seeded, lambda s: list_releases(s, ReleaseFilter(), limit=10, offset=10))
+    second, _ = _statements(seeded, lambda r, sc: list_releases(r, sc, ReleaseFilter(), limit=10, offset=10))
     assert [r.id for r in second] == list(range(110, 100, -1))
     with pytest.raises(InputError, match="unknown status 'bogus'"):
         ReleaseFilter.parse(status="published,bogus")
@@ -182,7 +192,7 @@ def test_a_report_written_later_sets_the_flag_the_reads_show(seeded: Settings) -
             assert row.has_report is True
     finally:
         engine.dispose()
-    one, _ = _statements(seeded, lambda s: read_release(s, 1))
+    one, _ = _statements(seeded, lambda r, sc: read_release(r, sc, 1))
     assert [(g.gate, g.has_report) for g in one.gates][-2:] == [("sign", True), ("publish", False)]
-    page, _ = _statements(seeded, lambda s: list_releases(s, ReleaseFilter(), limit=1, offset=119))
+    page, _ = _statements(seeded, lambda r, sc: list_releases(r, sc, ReleaseFilter(), limit=1, offset=119))
     assert page[0].id == 1 and [g.has_report for g in page[0].gates][-2:] == [True, False]

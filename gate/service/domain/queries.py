@@ -1,29 +1,32 @@
-"""Reads of releases for the API and the UI: one query per page, only the columns a response shows.
+"""Reads of releases for the API and the UI: one statement each, the response's JSON built by the database.
 
-A list page is one SELECT: the page of releases (filters, order, limit, offset),
-each row carrying its gates as one JSON array the database builds. Gate reports
-and verdicts are never read for a list: ``has_report`` is a flag written with the
-report. A status read is one prebuilt SELECT of the release joined to its gates.
-Gates are returned in pipeline order, not in the order their rows were written.
+A status read and a list page are each one prebuilt SELECT (:class:`Prepared`,
+run by the :class:`Reader`) whose single value is the response body: the
+release, or the page of releases (filters, order, limit, offset), as JSON in
+:class:`ReleaseRead`'s shape, gates included. Building and encoding 100 releases
+with 300 gates cost about 2 ms of Python per page; SQLite's and PostgreSQL's
+JSON functions do it in C, and the API sends the text as it comes. The UI
+decodes the same text into the structs (msgspec). Gate reports and verdicts are
+never read for a list: ``has_report`` is a flag written with the report. Gates
+are in pipeline order, not in the order their rows were written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar.exceptions import NotFoundException
-from sqlalchemy import Text, bindparam, case, cast, func, literal_column, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, Text, bindparam, case, cast, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gate.bundle import REQUIRED_GATES
 from gate.errors import InputError
-from gate.service.domain.schemas import GateRead, ReleaseRead
+from gate.service.domain.schemas import ReleaseRead
 from gate.service.models import GateResult, Release
+from gate.service.reader import Prepared, Reader, bind_time
 
 __all__ = [
     "GATE_ORDER",
@@ -32,7 +35,9 @@ __all__ = [
     "ReleaseFilter",
     "check_id",
     "list_releases",
+    "page_json",
     "read_release",
+    "release_json",
 ]
 
 #: Release statuses, in the order a release moves through them.
@@ -50,48 +55,6 @@ STATUSES = (
 GATE_ORDER = (*REQUIRED_GATES, "sign", "publish")
 #: Ids are 64-bit: a larger one is no release (SQLite would overflow converting it).
 MAX_ID = (1 << 63) - 1
-
-_RELEASE_COLS = (
-    Release.id,
-    Release.name,
-    Release.version,
-    Release.status,
-    Release.contract_name,
-    Release.contract_sha256,
-    Release.approval_required,
-    Release.source_kind,
-    Release.target,
-    Release.digest,
-    Release.error,
-    Release.submitted_by,
-    Release.approved_by,
-    Release.created_at,
-    Release.updated_at,
-)
-# A flag written with the report: the report itself is neither read nor decoded.
-_GATE_COLS = (
-    GateResult.gate.label("g_gate"),
-    GateResult.status.label("g_status"),
-    GateResult.seconds.label("g_seconds"),
-    GateResult.updated_at.label("g_updated_at"),
-    GateResult.has_report.label("has_report"),
-)
-# The status read's statements, built once: building a select costs more than running it.
-# The verdict as stored text: every joined row repeats it, and only one copy is decoded.
-_VERDICT = cast(Release.verdict, Text).label("verdict")
-_ONE = select(*_RELEASE_COLS, _VERDICT, *_GATE_COLS).outerjoin(
-    GateResult, GateResult.release_id == Release.id
-)
-_BY_ID = {
-    True: _ONE.where(Release.id == bindparam("id")).order_by(GateResult.id),
-    False: select(*_RELEASE_COLS, *_GATE_COLS)
-    .outerjoin(GateResult, GateResult.release_id == Release.id)
-    .where(Release.id == bindparam("id"))
-    .order_by(GateResult.id),
-}
-_BY_VERSION = _ONE.where(Release.name == bindparam("name"), Release.version == bindparam("version")).order_by(
-    GateResult.id
-)
 
 
 def check_id(release_id: int) -> None:
@@ -141,19 +104,36 @@ class ReleaseFilter:
             until=_parse_time(until, "until") if until else None,
         )
 
+    def shape(self) -> tuple[int, bool, bool, bool, bool]:
+        """What the statement of this filter depends on (not the values: those are parameters)."""
+        return (len(self.status), bool(self.name), bool(self.contract), bool(self.since), bool(self.until))
+
     def apply(self, q: Any) -> Any:
-        """``q`` narrowed to the releases this filter keeps."""
+        """``q`` narrowed to the releases this filter keeps, with the values as parameters."""
         if self.status:
-            q = q.where(Release.status.in_(self.status))
+            q = q.where(or_(*(Release.status == bindparam(f"status{i}") for i in range(len(self.status)))))
         if self.name:
-            q = q.where(Release.name == self.name)
+            q = q.where(Release.name == bindparam("name"))
         if self.contract:
-            q = q.where(Release.contract_name == self.contract)
+            q = q.where(Release.contract_name == bindparam("contract"))
         if self.since:
-            q = q.where(Release.created_at >= self.since)
+            q = q.where(Release.created_at >= bindparam("since", type_=Release.created_at.type))
         if self.until:
-            q = q.where(Release.created_at < self.until)
+            q = q.where(Release.created_at < bindparam("until", type_=Release.created_at.type))
         return q
+
+    def params(self, dialect: str) -> dict[str, Any]:
+        """The parameters of :meth:`apply`'s statement."""
+        out: dict[str, Any] = {f"status{i}": s for i, s in enumerate(self.status)}
+        if self.name:
+            out["name"] = self.name
+        if self.contract:
+            out["contract"] = self.contract
+        if self.since:
+            out["since"] = bind_time(dialect, self.since)
+        if self.until:
+            out["until"] = bind_time(dialect, self.until)
+        return out
 
     def query_string(self) -> dict[str, str]:
         """The filter as query parameters (for the UI's links)."""
@@ -169,130 +149,182 @@ class ReleaseFilter:
         return out
 
 
-def _gate_key(g: GateRead) -> tuple[int, str]:
-    return (GATE_ORDER.index(g.gate) if g.gate in GATE_ORDER else len(GATE_ORDER), g.gate)
-
-
-def _release(m: Any, gates: list[GateRead], verdict: dict[str, Any] | None) -> ReleaseRead:
-    return ReleaseRead(
-        id=m["id"],
-        name=m["name"],
-        version=m["version"],
-        status=m["status"],
-        contract=m["contract_name"],
-        contract_sha256=m["contract_sha256"],
-        approval_required=m["approval_required"],
-        source=m["source_kind"],
-        target=m["target"],
-        digest=m["digest"],
-        error=m["error"],
-        submitted_by=m["submitted_by"],
-        approved_by=m["approved_by"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        gates=sorted(gates, key=_gate_key),
-        verdict=verdict,
-    )
-
-
-def _assemble(rows: Sequence[Any], *, with_verdict: bool) -> list[ReleaseRead]:
-    """Releases from rows of a release joined to its gates (one row per gate)."""
-    gates: dict[int, list[GateRead]] = {}
-    first: dict[int, Any] = {}
-    for row in rows:
-        m = row._mapping
-        first.setdefault(m["id"], m)
-        these = gates.setdefault(m["id"], [])
-        if m["g_gate"] is not None:
-            these.append(
-                GateRead(
-                    gate=m["g_gate"],
-                    status=m["g_status"],
-                    seconds=m["g_seconds"],
-                    updated_at=m["g_updated_at"],
-                    has_report=bool(m["has_report"]),
-                )
-            )
-    return [
-        _release(m, gates[i], _decode_verdict(m["verdict"]) if with_verdict else None)
-        for i, m in first.items()
-    ]
-
-
-def _decode_verdict(raw: str | None) -> dict[str, Any] | None:
-    value = json.loads(raw) if raw is not None else None
-    return value if isinstance(value, dict) else None
-
-
 def _key(name: str) -> Any:
     # Inlined, not bound: PostgreSQL cannot type a parameter passed to json_build_object.
     return literal_column(f"'{name}'")
 
 
-def _gates_json(dialect: str) -> Any:
-    """A release's gates as the JSON text of a list of :class:`GateRead` objects, built by the database.
-
-    A list page is one row per release: joined rows would repeat the release's
-    columns for every gate and convert its timestamps three times over. The times
-    are written as RFC 3339 UTC, which msgspec decodes straight into the structs.
-    """
-    g = GateResult
+def _stamp(dialect: str, col: Any) -> Any:
+    """A timestamp as RFC 3339 UTC text (what msgspec writes and reads for an aware datetime)."""
     if dialect == "postgresql":
-        stamp: Any = func.to_char(
-            func.timezone(_key("UTC"), g.updated_at), _key('YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-        )
-        flag: Any = g.has_report
-        agg, obj = func.json_agg, func.json_build_object
-    else:
-        # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff" in UTC.
-        stamp = func.replace(g.updated_at, _key(" "), _key("T")).op("||")(_key("Z"))
-        flag = func.json(case((g.has_report, _key("true")), else_=_key("false")))
-        agg, obj = func.json_group_array, func.json_object
-    fields = (("gate", g.gate), ("status", g.status), ("seconds", g.seconds), ("has_report", flag))
-    body = obj(*(x for name, col in fields for x in (_key(name), col)), _key("updated_at"), stamp)
-    return (
-        select(cast(agg(body), Text))
-        .where(g.release_id == Release.id)
-        .correlate(Release)
-        .scalar_subquery()
-        .label("gates")
+        return func.to_char(func.timezone(_key("UTC"), col), _key('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+    # SQLite holds "YYYY-MM-DD HH:MM:SS.ffffff" in UTC.
+    return func.replace(col, _key(" "), _key("T")).op("||")(_key("Z"))
+
+
+def _flag(dialect: str, col: Any) -> Any:
+    """A boolean column as JSON true/false (SQLite stores 0/1)."""
+    if dialect == "postgresql":
+        return col
+    return func.json(case((col, _key("true")), else_=_key("false")))
+
+
+def _object(dialect: str, fields: tuple[tuple[str, Any], ...]) -> Any:
+    build = func.json_build_object if dialect == "postgresql" else func.json_object
+    return build(*(x for name, col in fields for x in (_key(name), col)))
+
+
+# Literals, not parameters: the prebuilt statements take only the request's values.
+_GATE_RANK = case(
+    *((GateResult.gate == _key(gate), literal_column(str(i))) for i, gate in enumerate(GATE_ORDER)),
+    else_=literal_column(str(len(GATE_ORDER))),
+)
+
+
+def _gates(dialect: str) -> Any:
+    """A release's gates, in pipeline order, as a JSON array of :class:`GateRead` objects."""
+    g = GateResult
+    obj = _object(
+        dialect,
+        (
+            ("gate", g.gate),
+            ("status", g.status),
+            ("seconds", g.seconds),
+            ("updated_at", _stamp(dialect, g.updated_at)),
+            ("has_report", _flag(dialect, g.has_report)),
+        ),
+    )
+    mine = g.release_id == Release.id
+    if dialect == "postgresql":
+        agg = func.json_agg(aggregate_order_by(obj, _GATE_RANK, g.gate))
+        return select(func.coalesce(agg, literal_column("'[]'::json"))).where(mine).scalar_subquery()
+    # SQLite before 3.44 has no ORDER BY in an aggregate: it concatenates the rows of an ordered subquery
+    # in that order (an aggregate over a subquery with ORDER BY is not flattened).
+    rows = select(obj.label("g")).where(mine).order_by(_GATE_RANK, g.gate).correlate(Release).subquery()
+    text = (
+        _key("[")
+        .op("||")(func.coalesce(func.group_concat(rows.c.g, _key(",")), _key("")))
+        .op("||")(_key("]"))
+    )
+    return func.json(select(text).scalar_subquery())
+
+
+def _verdict(dialect: str) -> Any:
+    """The stored verdict if it is a JSON object, else null (it is embedded as JSON, never decoded)."""
+    if dialect == "postgresql":
+        return case((func.json_typeof(Release.verdict) == _key("object"), Release.verdict))
+    return case((func.json_type(Release.verdict) == _key("object"), func.json(Release.verdict)))
+
+
+def _release(dialect: str, *, with_verdict: bool) -> Any:
+    """A release as a JSON object in :class:`ReleaseRead`'s shape (no verdict: null)."""
+    r = Release
+    return _object(
+        dialect,
+        (
+            ("id", r.id),
+            ("name", r.name),
+            ("version", r.version),
+            ("status", r.status),
+            ("contract", r.contract_name),
+            ("contract_sha256", r.contract_sha256),
+            ("approval_required", _flag(dialect, r.approval_required)),
+            ("source", r.source_kind),
+            ("target", r.target),
+            ("digest", r.digest),
+            ("error", r.error),
+            ("submitted_by", r.submitted_by),
+            ("approved_by", r.approved_by),
+            ("created_at", _stamp(dialect, r.created_at)),
+            ("updated_at", _stamp(dialect, r.updated_at)),
+            ("gates", _gates(dialect)),
+            ("verdict", _verdict(dialect) if with_verdict else literal_column("NULL")),
+        ),
     )
 
 
-_GATES = msgspec.json.Decoder(list[GateRead])
+def _one(where: Any, *, with_verdict: bool = True) -> Prepared:
+    return Prepared(lambda d: select(cast(_release(d, with_verdict=with_verdict), Text)).where(where))
 
 
-async def list_releases(s: AsyncSession, flt: ReleaseFilter, *, limit: int, offset: int) -> list[ReleaseRead]:
-    """One page of releases, newest first, with their gates: one query, one row per release."""
-    conn = await s.connection()
-    q = flt.apply(select(*_RELEASE_COLS, _gates_json(conn.dialect.name)))
-    rows = (await conn.execute(q.order_by(Release.id.desc()).limit(limit).offset(offset))).all()
-    out = []
-    for row in rows:
-        m = row._mapping
-        out.append(_release(m, _GATES.decode(m["gates"]) if m["gates"] else [], None))
-    return out
+_BY_ID = {flag: _one(Release.id == bindparam("id"), with_verdict=flag) for flag in (True, False)}
+_BY_VERSION = _one((Release.name == bindparam("name")) & (Release.version == bindparam("version")))
+
+
+def _page(flt: ReleaseFilter) -> Prepared:
+    """A page of releases, newest first, as one JSON array."""
+
+    def build(d: str) -> Any:
+        rows = (
+            flt.apply(select(Release.id, _release(d, with_verdict=False).label("j")))
+            .order_by(Release.id.desc())
+            .limit(bindparam("limit", type_=Integer))
+            .offset(bindparam("offset", type_=Integer))
+            .subquery()
+        )
+        if d == "postgresql":
+            agg = func.json_agg(aggregate_order_by(rows.c.j, rows.c.id.desc()))
+            return select(cast(func.coalesce(agg, literal_column("'[]'::json")), Text))
+        # In the subquery's order, as for the gates.
+        body = func.coalesce(func.group_concat(rows.c.j, _key(",")), _key(""))
+        return select(_key("[").op("||")(body).op("||")(_key("]")))
+
+    return Prepared(build)
+
+
+_PAGES: dict[tuple[int, bool, bool, bool, bool], Prepared] = {}
+_RELEASE = msgspec.json.Decoder(ReleaseRead)
+_RELEASES = msgspec.json.Decoder(list[ReleaseRead])
+
+
+async def page_json(reader: Reader, scope: Any, flt: ReleaseFilter, *, limit: int, offset: int) -> bytes:
+    """One page of releases, newest first, with their gates (no verdicts), as the API's JSON body."""
+    stmt = _PAGES.get(flt.shape())
+    if stmt is None:
+        stmt = _PAGES[flt.shape()] = _page(flt)
+    params = {**flt.params(reader.dialect.name), "limit": limit, "offset": offset}
+    (text,) = (await reader.rows(scope, stmt, params))[0]
+    return str(text).encode()
+
+
+async def release_json(
+    reader: Reader,
+    scope: Any,
+    release_id: int | None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    with_verdict: bool = True,
+) -> bytes:
+    """One release with its gates (and its verdict) as the API's JSON body, or 404."""
+    if release_id is not None:
+        check_id(release_id)
+        rows = await reader.rows(scope, _BY_ID[with_verdict], {"id": release_id})
+        missing = f"no release {release_id}"
+    else:
+        rows = await reader.rows(scope, _BY_VERSION, {"name": name, "version": version})
+        missing = f"no release {name} {version}"
+    if not rows:
+        raise NotFoundException(missing)
+    return str(rows[0][0]).encode()
+
+
+async def list_releases(
+    reader: Reader, scope: Any, flt: ReleaseFilter, *, limit: int, offset: int
+) -> list[ReleaseRead]:
+    """:func:`page_json` as structs (for the UI)."""
+    return _RELEASES.decode(await page_json(reader, scope, flt, limit=limit, offset=offset))
 
 
 async def read_release(
-    s: AsyncSession,
+    reader: Reader,
+    scope: Any,
     release_id: int | None = None,
     *,
     name: str | None = None,
     version: str | None = None,
     with_verdict: bool = True,
 ) -> ReleaseRead:
-    """One release with its gates (and its verdict): one query, or 404."""
-    conn = await s.connection()
-    if release_id is not None:
-        check_id(release_id)
-        rows = (await conn.execute(_BY_ID[with_verdict], {"id": release_id})).all()
-        missing = f"no release {release_id}"
-    else:
-        rows = (await conn.execute(_BY_VERSION, {"name": name, "version": version})).all()
-        missing = f"no release {name} {version}"
-        with_verdict = True
-    found = _assemble(rows, with_verdict=with_verdict)
-    if not found:
-        raise NotFoundException(missing)
-    return found[0]
+    """:func:`release_json` as a struct."""
+    raw = await release_json(reader, scope, release_id, name=name, version=version, with_verdict=with_verdict)
+    return _RELEASE.decode(raw)

@@ -7,16 +7,21 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
-from sqlalchemy import select, text, update
+from sqlalchemy import literal_column, select, update
 
 from gate.service.auth import Principal, issue_token
 from gate.service.domain.releases import status_counts
 from gate.service.domain.schemas import TokenCreate, TokenCreated, TokenRead
 from gate.service.guards import db, requires
 from gate.service.models import ApiToken, Release
+from gate.service.reader import Prepared
 from gate.service.state import app_state
 
 __all__ = ["RunController", "SystemController", "TokenController"]
+
+
+# On the connection the API's reads use (gate.service.reader).
+_PING = Prepared(lambda _: select(literal_column("1")))
 
 
 class SystemController(Controller):
@@ -29,7 +34,7 @@ class SystemController(Controller):
         """Liveness and database reachability (the only endpoint without auth)."""
         st = app_state(request)
         try:
-            await db(request).execute(text("SELECT 1"))
+            await st.reader.rows(request.scope, _PING, {})
         except Exception as e:
             return Response(
                 {"status": "unavailable", "database": str(e)[:200]}, status_code=HTTP_503_SERVICE_UNAVAILABLE

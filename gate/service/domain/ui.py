@@ -87,7 +87,7 @@ class LoginController(Controller):
         try:
             if not token or len(token) > 1000:
                 raise AuthError("paste an API token (gate serve --create-token NAME:ROLE makes one)")
-            await lookup_token(db(request), token)
+            await lookup_token(app_state(request).reader, request.scope, token)
         except AuthError as e:
             return Template(
                 template_name="login.html.j2", context={"next": nxt, "error": str(e)}, status_code=401
@@ -132,7 +132,8 @@ class UIController(Controller):
     ) -> Template:
         """The release list: filters, per-gate badges, pages of 50."""
         flt = ReleaseFilter.parse(status=status, name=name, contract=contract, since=since, until=until)
-        releases = await list_releases(db(request), flt, limit=PAGE + 1, offset=offset)
+        reader = app_state(request).reader
+        releases = await list_releases(reader, request.scope, flt, limit=PAGE + 1, offset=offset)
         qs = flt.query_string()
         pages = {
             "prev": "?" + urlencode({**qs, "offset": max(0, offset - PAGE)}) if offset else None,
@@ -149,7 +150,7 @@ class UIController(Controller):
     async def release(self, request: Request[Principal, Any, Any], release_id: int) -> Template:
         """One release: actions, gates in pipeline order with durations, evidence tables, charts, audit."""
         s = db(request)
-        rel = await read_release(s, release_id)
+        rel = await read_release(app_state(request).reader, request.scope, release_id)
         run_dir = await s.scalar(select(Release.run_dir).where(Release.id == release_id))
         reports: dict[str, Any] = dict(
             (
@@ -223,7 +224,7 @@ class UIController(Controller):
         """Version history of one adapter name, newest first."""
         s = db(request)
         releases: list[ReleaseRead] = await list_releases(
-            s, ReleaseFilter(name=name[:200]), limit=1000, offset=0
+            app_state(request).reader, request.scope, ReleaseFilter(name=name[:200]), limit=1000, offset=0
         )
         channels = await actions.channels_of(s, name[:200])
         return Template(
