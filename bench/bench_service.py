@@ -13,7 +13,7 @@ then drives, with 50 connections each for the same duration:
 
 Each figure is reported as a ratio to ``/health`` measured in the same run.
 
-    python bench/bench_service.py [--seconds 10] [--connections 50] [--processes 1,2]
+    python bench/bench_service.py [--seconds 10] [--connections 50] [--threads 1] [--processes 1,2]
 
 Needs the service extra, wrk (Debian package ``wrk``) and, for PostgreSQL, the
 server binaries (``pg_config --bindir``). Writes bench/results/service.json.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import platform
 import re
@@ -69,10 +70,10 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, *, seconds: int, connections: int, token: str | None, script: Path | None
+    url: str, *, seconds: int, connections: int, threads: int, token: str | None, script: Path | None
 ) -> dict[str, Any]:
     """One wrk run: requests/s, latency percentiles, errors."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
     if script:
@@ -154,8 +155,8 @@ def bench_database(label: str, url: str, work: Path, args: argparse.Namespace) -
     results: dict[str, Any] = {}
     for processes in args.processes:
         with server(settings, processes, work / f"{label}-{processes}.log") as base:
-            common = {"seconds": args.seconds, "connections": args.connections}
-            wrk(f"{base}/health", seconds=2, connections=args.connections, token=None, script=None)  # warm-up
+            common = {"seconds": args.seconds, "connections": args.connections, "threads": args.threads}
+            wrk(f"{base}/health", token=None, script=None, **{**common, "seconds": 2})  # warm-up
             health = wrk(f"{base}/health", token=None, script=None, **common)
             status = wrk(f"{base}/api/releases/1", token=token, script=lua, **common)
             listing = wrk(f"{base}/api/releases?limit=100", token=token, script=None, **common)
@@ -178,6 +179,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--connections", type=int, default=50)
+    # One wrk thread drives thousands of requests/s; on 2 cores a second one competes with the server.
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--releases", type=int, default=100)
     p.add_argument("--processes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     p.add_argument("--databases", default="sqlite,postgresql")
@@ -190,7 +193,11 @@ def main() -> int:
         "command": " ".join(["python", "bench/bench_service.py", *sys.argv[1:]]),
         "reports": seed_reports()["source"],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+        # What uvicorn picks when they are installed (the service extra brings both).
+        "http_parser": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "event_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         "connections": args.connections,
+        "wrk_threads": args.threads,
         "seconds": args.seconds,
         "releases": args.releases,
         "results": {},

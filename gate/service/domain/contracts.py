@@ -72,7 +72,7 @@ class ContractController(Controller):
     """``/api/contracts``."""
 
     path = "/api/contracts"
-    guards = [requires("read")]  # noqa: RUF012 - Litestar's declaration style
+    opt = requires("read")
     tags = ["contracts"]  # noqa: RUF012
 
     @get("/")

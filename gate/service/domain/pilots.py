@@ -105,7 +105,7 @@ class PilotController(Controller):
     path = "/api/pilots"
     tags = ["pilots"]  # noqa: RUF012 - Litestar's declaration style
 
-    @post("/", guards=[requires("submit")], status_code=201, request_max_body_size=MAX_PILOT_BYTES)
+    @post("/", opt=requires("submit"), status_code=201, request_max_body_size=MAX_PILOT_BYTES)
     async def upload(self, request: Request[Principal, Any, Any]) -> PilotRead:
         """Store a ``pilot.json`` sent as the body (validated against the matrix model)."""
         declared = request.headers.get("content-length")
@@ -130,12 +130,12 @@ class PilotController(Controller):
         await anyio.to_thread.run_sync(store)
         return _summary(ident, matrix)
 
-    @get("/", guards=[requires("read")])
+    @get("/", opt=requires("read"))
     async def read_all(self, request: Request[Principal, Any, Any]) -> list[PilotRead]:
         """Every stored pilot, newest first."""
         return await anyio.to_thread.run_sync(_list, _dir(request))
 
-    @get("/{ident:str}", guards=[requires("read")])
+    @get("/{ident:str}", opt=requires("read"))
     async def read_one(self, request: Request[Principal, Any, Any], ident: str) -> dict[str, Any]:
         """One pilot's full matrix (the ``pilot.json`` as uploaded, validated)."""
         matrix = await anyio.to_thread.run_sync(_load, _dir(request), ident)
@@ -145,7 +145,7 @@ class PilotController(Controller):
 class PilotUIController(Controller):
     """``/pilots`` and ``/pilots/{id}``: the same HTML and chart as ``gate pilot``'s pilot.html."""
 
-    guards = [requires("read")]  # noqa: RUF012
+    opt = requires("read")
     include_in_schema = False
 
     @get("/pilots")

@@ -130,7 +130,7 @@ class ReleaseController(Controller):
     path = "/api/releases"
     tags = ["releases"]  # noqa: RUF012
 
-    @post("/", guards=[requires("submit")], status_code=201)
+    @post("/", opt=requires("submit"), status_code=201)
     async def submit(self, request: Request[Principal, Any, Any], data: ReleaseSubmit) -> ReleaseRead:
         """Submit a run the server can read (a directory under an allowed root)."""
         st = app_state(request)
@@ -151,7 +151,7 @@ class ReleaseController(Controller):
         _count_submit(st)
         return await read_release(st.reader, request.scope, rid)
 
-    @post("/upload", guards=[requires("submit")], status_code=201, request_max_body_size=None)
+    @post("/upload", opt=requires("submit"), status_code=201, request_max_body_size=None)
     async def upload(
         self,
         request: Request[Principal, Any, Any],
@@ -214,7 +214,7 @@ class ReleaseController(Controller):
         _count_submit(st)
         return await read_release(st.reader, request.scope, rid)
 
-    @get("/", guards=[requires("read")], responses=_LIST)
+    @get("/", opt=requires("read"), responses=_LIST)
     async def read_all(
         self,
         request: Request[Principal, Any, Any],
@@ -233,19 +233,19 @@ class ReleaseController(Controller):
         reader = app_state(request).reader
         return _json(await page_json(reader, request.scope, flt, limit=limit, offset=offset))
 
-    @get("/{release_id:int}", guards=[requires("read")], responses=_ONE)
+    @get("/{release_id:int}", opt=requires("read"), responses=_ONE)
     async def read_one(self, request: Request[Principal, Any, Any], release_id: int) -> Response[bytes]:
         """One release with per-gate status and its verdict."""
         return _json(await release_json(app_state(request).reader, request.scope, release_id))
 
-    @get("/by-version/{name:str}/{version:str}", guards=[requires("read")], responses=_ONE)
+    @get("/by-version/{name:str}/{version:str}", opt=requires("read"), responses=_ONE)
     async def by_version(
         self, request: Request[Principal, Any, Any], name: str, version: str
     ) -> Response[bytes]:
         """One release by name and version."""
         return _json(await release_json(app_state(request).reader, request.scope, name=name, version=version))
 
-    @get("/{release_id:int}/reports/{gate:str}", guards=[requires("read")])
+    @get("/{release_id:int}/reports/{gate:str}", opt=requires("read"))
     async def report(
         self, request: Request[Principal, Any, Any], release_id: int, gate: str
     ) -> dict[str, Any]:
@@ -259,13 +259,13 @@ class ReleaseController(Controller):
             raise NotFoundException(f"release {release_id} has no {gate[:64]} report")
         return report
 
-    @get("/{release_id:int}/run", guards=[requires("read")])
+    @get("/{release_id:int}/run", opt=requires("read"))
     async def run(self, request: Request[Principal, Any, Any], release_id: int) -> dict[str, Any]:
         """The training run record (run.json) of the release's run."""
         r = await load_release(db(request), release_id)
         return await anyio.to_thread.run_sync(read_run_record, Path(r.run_dir))
 
-    @get("/{release_id:int}/events", guards=[requires("read")])
+    @get("/{release_id:int}/events", opt=requires("read"))
     async def events(
         self,
         request: Request[Principal, Any, Any],
@@ -282,28 +282,28 @@ class ReleaseController(Controller):
         await s.close()
         return ServerSentEvent(_event_stream(st, release_id, after if last is None else last, follow))
 
-    @post("/{release_id:int}/approve", guards=[requires("approve")], status_code=200)
+    @post("/{release_id:int}/approve", opt=requires("approve"), status_code=200)
     async def approve(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
         """Approve a release whose gates all passed: it is queued for publishing (not by its submitter)."""
         s = db(request)
         await actions.approve(s, app_state(request).settings, request.user, release_id)
         return await read_release(app_state(request).reader, request.scope, release_id)
 
-    @post("/{release_id:int}/reject", guards=[requires("approve")], status_code=200)
+    @post("/{release_id:int}/reject", opt=requires("approve"), status_code=200)
     async def reject(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
         """Reject a release awaiting approval: it is never published."""
         s = db(request)
         await actions.reject(s, request.user, release_id)
         return await read_release(app_state(request).reader, request.scope, release_id)
 
-    @post("/{release_id:int}/retry", guards=[requires("submit")], status_code=200)
+    @post("/{release_id:int}/retry", opt=requires("submit"), status_code=200)
     async def retry(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
         """Run a release whose pipeline could not run (status ``error``) again, under the same version."""
         s = db(request)
         await actions.retry(s, app_state(request).settings, request.user, release_id)
         return await read_release(app_state(request).reader, request.scope, release_id)
 
-    @post("/{release_id:int}/promote", guards=[requires("approve")], status_code=200)
+    @post("/{release_id:int}/promote", opt=requires("approve"), status_code=200)
     async def promote(
         self, request: Request[Principal, Any, Any], release_id: int, data: PromoteRequest
     ) -> dict[str, Any]:
@@ -364,7 +364,7 @@ class AuditController(Controller):
     """``/api/audit``: the append-only audit log."""
 
     path = "/api/audit"
-    guards = [requires("read")]  # noqa: RUF012
+    opt = requires("read")
     tags = ["audit"]  # noqa: RUF012
 
     @get("/")

@@ -41,7 +41,7 @@ class ResolutionController(Controller):
     """``/api/resolutions``."""
 
     path = "/api/resolutions"
-    guards = [requires("submit")]  # noqa: RUF012 - Litestar's declaration style
+    opt = requires("submit")
     tags = ["audit"]  # noqa: RUF012
 
     @post("/", status_code=201)

@@ -44,7 +44,7 @@ class SystemController(Controller):
             {"status": "ok", "database": "ok", "workers": alive, "executor": st.settings.executor}
         )
 
-    @get("/metrics", guards=[requires("read")], media_type="text/plain; version=0.0.4")
+    @get("/metrics", opt=requires("read"), media_type="text/plain; version=0.0.4")
     async def metrics(self, request: Request[Any, Any, Any]) -> bytes:
         """Prometheus exposition."""
         st = app_state(request)
@@ -57,7 +57,7 @@ class SystemController(Controller):
             st.metrics.jobs.labels(k).set(v)
         return st.metrics.render()
 
-    @get("/api/whoami", guards=[requires("read")])
+    @get("/api/whoami", opt=requires("read"))
     async def whoami(self, request: Request[Principal, Any, Any]) -> dict[str, str]:
         """Who the server thinks the caller is."""
         return {"name": request.user.name, "role": request.user.role, "kind": request.user.kind}
@@ -67,7 +67,7 @@ class TokenController(Controller):
     """``/api/tokens`` (admin)."""
 
     path = "/api/tokens"
-    guards = [requires("admin")]  # noqa: RUF012
+    opt = requires("admin")
     tags = ["tokens"]  # noqa: RUF012
 
     @post("/", status_code=201)
@@ -105,7 +105,7 @@ class RunController(Controller):
     """``/api/runs``: the training runs releases were made from."""
 
     path = "/api/runs"
-    guards = [requires("read")]  # noqa: RUF012
+    opt = requires("read")
     tags = ["runs"]  # noqa: RUF012
 
     @get("/")
