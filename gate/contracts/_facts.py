@@ -16,8 +16,8 @@ from typing import Any
 
 from gate.errors import InputError
 from gate.identity import base_shards, read_base_json, read_chat_template
-from gate.rules._vllm import EMBEDDING_MODULES, served_embeddings_for
 from gate.safetensors_io import open_nofollow, read_header
+from gate.vllm_support import EMBEDDING_MODULES, served_embeddings_for
 
 __all__ = ["BaseFacts", "ModuleFact", "read_base_facts"]
 

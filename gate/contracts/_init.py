@@ -22,7 +22,7 @@ from gate.contracts._facts import BaseFacts, read_base_facts
 from gate.contracts._render import DEFAULT_FIXTURES, render_fixtures
 from gate.errors import InputError
 from gate.identity import compute_identity
-from gate.rules._vllm import lora_support_for
+from gate.vllm_support import lora_support_for
 
 __all__ = ["DEFAULT_VLLM_VERSION", "InitResult", "draft_contract", "init_contract"]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gate.rules._context import CheckContext
-from gate.rules._vllm import lora_support
+from gate.vllm_support import lora_support
 
 __all__ = ["CheckContext", "Finding", "Hit", "Rule", "Severity", "all_rules", "lora_support", "rule"]
 

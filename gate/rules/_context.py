@@ -212,7 +212,7 @@ class CheckContext:
     @cached_property
     def served_embeddings(self) -> frozenset[str]:
         """embed_tokens / lm_head where the contract's vLLM versions serve them as LoRA for this base."""
-        from gate.rules._vllm import served_embedding_modules
+        from gate.vllm_support import served_embedding_modules
 
         return served_embedding_modules(self.contract)
 
@@ -224,7 +224,7 @@ class CheckContext:
         from the contract's ``linear_shapes`` and ``module_paths``. ``embed_tokens`` / ``lm_head``
         count only where the runtime serves them for this architecture (:attr:`served_embeddings`).
         """
-        from gate.rules._vllm import EMBEDDING_MODULES
+        from gate.vllm_support import EMBEDDING_MODULES
 
         spec = self.contract.base_model
         lm_head = "lm_head" in self.served_embeddings

@@ -9,7 +9,7 @@ from gate.contract import ALLOWED_MAX_LORA_RANKS
 from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import ADAPTER_CONFIG
 from gate.rules._regex import MAX_PATTERN_KEYS, PatternTable, compile_pattern, pattern_table
-from gate.rules._vllm import EMBEDDING_MODULES, SILENT_BEFORE, oldest_before, versions_text
+from gate.vllm_support import EMBEDDING_MODULES, SILENT_BEFORE, oldest_before, versions_text
 
 _REQUIRED = ("r", "lora_alpha", "target_modules")
 _UNSUPPORTED_INIT = ("pissa", "olora", "corda", "loftq")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gate.rules import CheckContext, Hit, rule
-from gate.rules._vllm import lora_support
+from gate.vllm_support import lora_support
 
 
 @rule(

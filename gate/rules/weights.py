@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from gate.errors import InputError
 from gate.rules import CheckContext, Hit, rule
 from gate.rules._context import WEIGHTS
-from gate.rules._vllm import EMBEDDING_MODULES, versions_text
 from gate.rules.config import lora_modules, patterns
 from gate.safetensors_io import TensorInfo
+from gate.vllm_support import EMBEDDING_MODULES, versions_text
 
 _PREFIX = "base_model.model."
 _LORA = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B)\.weight$")
