@@ -268,21 +268,21 @@ def _lm_eval_runs(
 ) -> list[tuple[list[_Job], contextlib.AbstractContextManager[None]]]:
     """The lm-eval runs for ``jobs``, each with the side of the server's request lock it holds.
 
-    Loglikelihood (multiple-choice) requests must run alone on a server that cannot batch them
-    with others (:mod:`gate.serving._requests`): on a warm evaluator they are a run of their own
-    under the exclusive side and generation runs under the shared one; a one-shot run (an
-    interpreter start per run) stays one run, exclusive.
+    Where the server cannot batch them safely (:mod:`gate.serving._requests`), loglikelihood
+    (multiple-choice) jobs and every job of the base model run alone on the server: on a warm
+    evaluator as a run of their own under the exclusive side, an adapter's generation under the
+    shared one; a one-shot run (an interpreter start per run) stays one run, exclusive.
     """
     lock = getattr(server, "request_lock", None)
     if lock is None or not lock.serialize:
         return [(list(jobs), contextlib.nullcontext())]
-    choice = [j for j in jobs if j.kind == "multiple_choice"]
-    other = [j for j in jobs if j.kind != "multiple_choice"]
-    if not choice:
-        return [(other, lock.shared())]
-    if evaluator is None or not other:
+    alone = [j for j in jobs if j.kind == "multiple_choice" or j.model == server.served_model]
+    together = [j for j in jobs if j not in alone]
+    if not alone:
+        return [(together, lock.shared())]
+    if evaluator is None or not together:
         return [(list(jobs), lock.exclusive())]
-    return [(other, lock.shared()), (choice, lock.exclusive())]
+    return [(together, lock.shared()), (alone, lock.exclusive())]
 
 
 def score_models(

@@ -99,10 +99,19 @@ class StreamTiming:
 class VLLMClient:
     """HTTP client for one vLLM server; every transport failure is a :class:`ServerError`."""
 
-    def __init__(self, url: str, *, timeout: float = 300.0, requests: RequestLock | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 300.0,
+        requests: RequestLock | None = None,
+        base_model: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
-        #: The server's request serialization (prompt log-probs alone; see :mod:`gate.serving._requests`).
+        #: The server's request serialization (see :mod:`gate.serving._requests`): prompt log-probs and
+        #: requests to ``base_model`` (no LoRA) run alone, the rest together.
         self.requests = requests or RequestLock(serialize=False)
+        self.base_model = base_model
         self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0))
 
     def close(self) -> None:
@@ -132,8 +141,9 @@ class VLLMClient:
         return response
 
     def _hold(self, body: Mapping[str, Any]) -> contextlib.AbstractContextManager[None]:
-        """The side of the server's request lock a request with ``body`` takes (module :mod:`._requests`)."""
-        if body.get("echo") or body.get("prompt_logprobs") is not None:
+        """The side of the server's request lock a request with ``body`` takes (:mod:`._requests`)."""
+        alone = body.get("echo") or body.get("prompt_logprobs") is not None
+        if alone or (self.base_model is not None and body.get("model") == self.base_model):
             return self.requests.exclusive()
         return self.requests.shared()
 
@@ -349,7 +359,7 @@ class VLLMClient:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        with self.requests.shared():
+        with self._hold(body):
             return self._stream_timing(body)
 
     def _stream_timing(self, body: Mapping[str, Any]) -> StreamTiming:

@@ -329,7 +329,9 @@ class VLLMServer(ServingRuntime):
     def _http(self) -> VLLMClient:
         with self._client_lock:
             if self._client is None:
-                self._client = VLLMClient(self.url, timeout=300.0, requests=self.request_lock)
+                self._client = VLLMClient(
+                    self.url, timeout=300.0, requests=self.request_lock, base_model=self.served_model
+                )
             return self._client
 
     def version(self) -> str | None:

@@ -75,23 +75,47 @@ def test_the_exclusive_holder_may_make_its_own_requests_and_a_lock_that_need_not
     assert _overlaps(log) == 2 and free.exclusive_count == 0
 
 
-def _jobs() -> list[Any]:
+def _jobs(label: str = "adapter", model: str = "gate-1") -> list[Any]:
     from gate.evaluate._runner import _Job
 
     return [
-        _Job(f"adapter-{kind}", "adapter", "m", kind, ("t",), Path("/nonexistent") / kind)
+        _Job(f"{label}-{kind}", label, model, kind, ("t",), Path("/nonexistent") / kind)
         for kind in ("generate", "multiple_choice")
     ]
+
+
+def test_gate_requests_to_the_base_or_for_prompt_logprobs_run_alone_and_adapter_generation_together() -> None:
+    from gate.serving import VLLMClient
+
+    lock = RequestLock(serialize=True)
+    with VLLMClient("http://127.0.0.1:9", requests=lock, base_model="base") as client:
+        for body, alone in (
+            ({"model": "gate-1", "messages": []}, False),  # an adapter's chat
+            ({"model": "base", "prompt": "x"}, True),  # the base beside LoRA requests gets a slot's LoRA
+            ({"model": "gate-1", "prompt": [1, 2], "prompt_logprobs": 0}, True),
+            (
+                {"model": "gate-1", "prompt": "x", "echo": True, "logprobs": 1},
+                True,
+            ),  # lm-eval's loglikelihood
+        ):
+            with client._hold(body):
+                assert lock.held_exclusive() is alone, body
 
 
 def test_an_evaluation_runs_its_multiple_choice_job_alone_and_its_generation_beside_others() -> None:
     from gate.evaluate._runner import _lm_eval_runs
 
     lock = RequestLock(serialize=True)
-    server = SimpleNamespace(request_lock=lock)
+    server = SimpleNamespace(request_lock=lock, served_model="base")
     generate, choice = _jobs()
     runs = _lm_eval_runs([generate, choice], server, evaluator=object())  # type: ignore[arg-type]
     assert [[j.kind for j in jobs] for jobs, _ in runs] == [["generate"], ["multiple_choice"]]
+    # The base model's jobs (its scores, computed once per pool server) run alone, generation included.
+    base_generate, base_choice = _jobs("base", "base")
+    base_runs = _lm_eval_runs([base_generate, base_choice], server, evaluator=object())  # type: ignore[arg-type]
+    assert [[j.id for j in jobs] for jobs, _ in base_runs] == [["base-generate", "base-multiple_choice"]]
+    with base_runs[0][1]:
+        assert lock.held_exclusive()
     with runs[0][1]:
         assert not lock.held_exclusive()
     with runs[1][1]:
@@ -101,7 +125,7 @@ def test_an_evaluation_runs_its_multiple_choice_job_alone_and_its_generation_bes
     with hold:
         assert len(jobs) == 2 and lock.held_exclusive()
     # Where the runtime batches loglikelihood safely nothing is split or held.
-    batched = SimpleNamespace(request_lock=RequestLock(serialize=False))
+    batched = SimpleNamespace(request_lock=RequestLock(serialize=False), served_model="base")
     assert len(_lm_eval_runs([generate, choice], batched, evaluator=object())) == 1  # type: ignore[arg-type]
 
 
