@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from gate.errors import InputError
 from gate.service.db import async_engine, async_sessions, migrate, sqlite_file, sync_engine, sync_session
-from gate.service.domain.queries import ReleaseFilter, list_releases, read_release
+from gate.service.domain.queries import MAX_ID, ReleaseFilter, list_releases, read_release
 from gate.service.models import GateResult, Release
 from gate.service.reader import Reader
 from gate.service.settings import Settings
@@ -114,6 +114,9 @@ def test_filters_and_pagination_narrow_the_list(seeded: Settings) -> None:
     assert all(r.created_at >= dt.datetime(2026, 11, 5, tzinfo=dt.UTC) for r in page)
     second, _ = _statements(seeded, lambda r, sc: list_releases(r, sc, ReleaseFilter(), limit=10, offset=10))
     assert [r.id for r in second] == list(range(110, 100, -1))
+    # Past the end (the largest offset the API takes): an empty page, on PostgreSQL too (a 64-bit OFFSET).
+    far, _ = _statements(seeded, lambda r, sc: list_releases(r, sc, ReleaseFilter(), limit=10, offset=MAX_ID))
+    assert far == []
     with pytest.raises(InputError, match="unknown status 'bogus'"):
         ReleaseFilter.parse(status="published,bogus")
     with pytest.raises(InputError, match="not an ISO date"):

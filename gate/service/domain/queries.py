@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 from litestar.exceptions import NotFoundException
-from sqlalchemy import Integer, Text, bindparam, case, cast, func, literal_column, or_, select
+from sqlalchemy import BigInteger, Text, bindparam, case, cast, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gate.bundle import REQUIRED_GATES
@@ -254,8 +254,8 @@ def _page(flt: ReleaseFilter) -> Prepared:
         rows = (
             flt.apply(select(Release.id, _release(d).label("j")))
             .order_by(Release.id.desc())
-            .limit(bindparam("limit", type_=Integer))
-            .offset(bindparam("offset", type_=Integer))
+            .limit(bindparam("limit", type_=BigInteger))
+            .offset(bindparam("offset", type_=BigInteger))
             .subquery()
         )
         if d == "postgresql":
