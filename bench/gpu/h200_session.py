@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import platform
+import re
 import sys
 import time
 import traceback
@@ -195,6 +196,37 @@ def _host() -> dict[str, Any]:
     return info
 
 
+_BOOT_LINE = re.compile(r"compil|graph|took|Loading|KV cache|memory|secs|seconds|Triton|triton|warm", re.I)
+
+
+def boot_log(work: Path, limit: int = 80) -> list[str]:
+    """The lines of the pool's vLLM server log that say where its boot time went (compile, graphs...)."""
+    lines: list[str] = []
+    for log in sorted(work.glob("pools/**/vllm-*.log"))[:2]:
+        with open(log, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if len(lines) >= limit:
+                    return lines
+                if _BOOT_LINE.search(line) and "POST" not in line and "GET" not in line:
+                    lines.append(line.strip()[:300])
+    return lines
+
+
+def pool_events(work: Path) -> list[dict[str, Any]]:
+    """The pool's boot, boot canary and base-scoring events (the boot's phases in seconds)."""
+    out = []
+    for events in sorted(work.glob("pools/**/pool-events.jsonl"))[:2]:
+        for line in events.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") in ("boot", "boot_canary", "boot_retry", "base_scores", "restart"):
+                event.pop("baseline", None)
+                out.append(event)
+    return out[:20]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,7 +234,7 @@ def main() -> int:
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--contract", type=Path, required=True)
     parser.add_argument("--base", type=Path, required=True)
-    parser.add_argument("--toolkits", default="unsloth,llamafactory")
+    parser.add_argument("--toolkits", default="unsloth,llamafactory", help="empty: no pilot (needs --run)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--eval-limit", type=int, default=20, help="the pilot's --eval-limit")
     parser.add_argument("--steps", type=int, default=None, help="override the spec's steps (CPU trials only)")
@@ -223,48 +255,70 @@ def main() -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     pools = PoolSet(log_dir=args.work / "pools", announce=False)
     install_pools(pools)
+    pilot: dict[str, Any] | None = None
     try:
-        pilot, run = pilot_phase(args, args.results, args.work)
+        run = None
+        if any(t for t in args.toolkits.split(",")):
+            pilot, run = pilot_phase(args, args.results, args.work)
         run = args.fallback_run or run
         summary = pool_summary(pools)
         doc: dict[str, Any] = {
             "bench": "throughput_h200",
             "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "host": pilot["host"],
+            "host": pilot["host"] if pilot is not None else _host(),
             "contract": str(args.contract),
             "goal": {"time_to_verdict_s_max": 15, "adapters_per_gpu_hour_min": 1000},
             "script": "bench/gpu/h200_session.py (bench/gpu/throughput_h200.py:measure), via h200_session.sh",
         }
         if run is None:
-            doc["error"] = "the pilot trained no run, so there is no candidate to release"
+            doc["error"] = "no run to release: the pilot trained none and no --run was given"
         else:
             boots = summary.get("boot_seconds") or []
             _log(f"throughput from {run}")
-            doc["source_run_passed_pilot_gates"] = any(
-                row.get("all_gates_passed")
-                for rows in pilot["toolkits"].values()
-                for row in rows
-                if row.get("run") == run.name
-            )
-            doc.update(
-                measure(
-                    run,
-                    args.contract,
-                    args.base,
-                    args.work / "throughput",
-                    verdicts=args.verdicts,
-                    stream=args.stream,
-                    concurrency=args.concurrency,
-                    boot_seconds=boots[0] if boots else None,
-                    progress=_log,
+            if pilot is not None:
+                doc["source_run_passed_pilot_gates"] = any(
+                    row.get("all_gates_passed")
+                    for rows in pilot["toolkits"].values()
+                    for row in rows
+                    if row.get("run") == run.name
                 )
-            )
+            try:
+                doc.update(
+                    measure(
+                        run,
+                        args.contract,
+                        args.base,
+                        args.work / "throughput",
+                        verdicts=args.verdicts,
+                        stream=args.stream,
+                        concurrency=args.concurrency,
+                        boot_seconds=boots[0] if boots else None,
+                        progress=_log,
+                        save=lambda partial: atomic_write_json(
+                            args.results / "throughput-h200.json", {**doc, **partial}
+                        ),
+                    )
+                )
+            except Exception as e:  # whatever was measured still gets written, with why it stopped
+                doc["error"] = f"{type(e).__name__}: {e}"
+                doc["traceback"] = traceback.format_exc()[-4000:]
+                _log(f"measure failed: {doc['error']}")
         doc["pool"] = pool_summary(pools)
         doc["vllm_version"] = doc["pool"].get("vllm_version")
+        boots = doc["pool"].get("boot_seconds") or []
+        stream = doc.get("adapters_per_gpu_hour")
+        if isinstance(stream, dict) and boots and "value_with_one_boot" not in stream:
+            # The warm-up release paid the boot: an hour of a GPU that boots its pool once.
+            stream["boot_s"] = boots[0]
+            stream["value_with_one_boot"] = round(
+                stream["adapters"] / (stream["wall_s"] + boots[0]) * 3600, 1
+            )
+        doc["boot"] = {"pool_events": pool_events(args.work), "vllm_log": boot_log(args.work)}
         atomic_write_json(args.results / "throughput-h200.json", doc)
-        pilot["vllm_version"] = doc["vllm_version"]
-        pilot["pool"] = doc["pool"]
-        atomic_write_json(args.results / "pilot-h200.json", pilot)
+        if pilot is not None:
+            pilot["vllm_version"] = doc["vllm_version"]
+            pilot["pool"] = doc["pool"]
+            atomic_write_json(args.results / "pilot-h200.json", pilot)
         _log("throughput written")
     finally:
         install_pools(None)

@@ -42,12 +42,29 @@ sys.path.insert(0, str(ROOT))
 
 from gate.console import atomic_write_json  # noqa: E402
 
+#: Tokenizer files a candidate takes from the base it is gated against (see :func:`candidate`).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
-def candidate(run: Path, out: Path, index: int) -> Path:
-    """A copy of ``run`` with one weight changed in its lowest bits (its own digest); run.json matches."""
+
+def candidate(run: Path, out: Path, index: int, base: Path | None = None) -> Path:
+    """A copy of ``run`` with one weight changed in its lowest bits (its own digest); run.json matches.
+
+    With ``base``, the adapter's tokenizer files are the base's: a run trained on another host
+    carries that host's serialization of the same tokenizer (on the H200 host transformers 5.17
+    writes another tokenizer.json than the CPU build; the v2 base identity is equal), and an
+    export against this base writes this base's files.
+    """
     from gate.safetensors_io import read_header
 
     shutil.copytree(run, out, symlinks=False, ignore=shutil.ignore_patterns("gates"))
+    record = json.loads((out / "run.json").read_text())
+    files = record["adapter"]["files"]
+    if base is not None:
+        for name in TOKENIZER_FILES:
+            if name in files and (base / name).is_file():
+                raw = (base / name).read_bytes()
+                (out / "adapter" / name).write_bytes(raw)
+                files[name] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
     weights = out / "adapter" / "adapter_model.safetensors"
     header = read_header(weights)
     name = sorted(n for n in header.tensors if "lora_B" in n)[0]
@@ -57,11 +74,8 @@ def candidate(run: Path, out: Path, index: int) -> Path:
     start = header.data_start + info.data_offsets[0]
     data[start] ^= 1 + (index % 250)
     weights.write_bytes(bytes(data))
-    record = json.loads((out / "run.json").read_text())
-    record["adapter"]["files"]["adapter_model.safetensors"] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-    }
+    files["adapter_model.safetensors"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    record["adapter"]["size_bytes"] = sum(int(f["size"]) for f in files.values())
     (out / "run.json").write_text(json.dumps(record, indent=2))
     return out
 
@@ -93,14 +107,18 @@ def release(run: Path, contract: Path, base: Path, work: Path, key: Path, tag: s
             "gates": {},
             "seconds": round(time.monotonic() - started, 3),
         }
+    seconds = round(time.monotonic() - started, 3)
+    gates = {g.name: g.seconds for g in result.verdict.gates}
     return {
         "tag": tag,
         "released": result.passed,
         "verdict": "passed" if result.verdict.passed else "failed",
         "stopped_at": result.stopped_at,
         "reason": result.reason,
-        "gates": {g.name: g.seconds for g in result.verdict.gates},
-        "seconds": round(time.monotonic() - started, 3),
+        "gates": gates,
+        # Everything outside the three gates: run.json checks, bundle, sign, publish.
+        "other_s": round(seconds - sum(v for v in gates.values() if v is not None), 3),
+        "seconds": seconds,
     }
 
 
@@ -114,6 +132,17 @@ def _spread(values: list[float]) -> dict[str, float]:
     }
 
 
+def _concurrently(
+    runs: list[Path], contract: Path, base: Path, work: Path, key: Path, prefix: str, threads: int
+) -> tuple[list[dict[str, Any]], float]:
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        rows = list(
+            ex.map(lambda ir: release(ir[1], contract, base, work, key, f"{prefix}{ir[0]}"), enumerate(runs))
+        )
+    return rows, time.monotonic() - started
+
+
 def measure(
     run: Path,
     contract: Path,
@@ -125,30 +154,40 @@ def measure(
     concurrency: int,
     boot_seconds: float | None = None,
     progress: Any = print,
+    save: Any = None,
 ) -> dict[str, Any]:
     """Time to verdict (``verdicts`` sequential releases) and a concurrent stream of ``stream`` candidates.
 
     The caller installs the warm pools (:func:`gate.gates.install_pools`). A warm-up
     release runs first; when the pool was not warm yet it pays the boot, which is
     then reported in ``warmup`` (else ``boot_seconds`` says what the pool's boot cost).
+    Before the stream, ``concurrency`` candidates are released at once (untimed, reported
+    as ``stream_warmup``): each concurrent candidate's warm lm-eval process starts there,
+    so the stream measures a warm pool's steady state. ``save(results)`` is called after
+    each phase (a session cut short keeps what it measured).
     """
+    save = save or (lambda results: None)
     from gate.signing import generate_key
 
     work.mkdir(parents=True, exist_ok=True)
     key = work / "release.key"
     generate_key(key, work / "release.pub")
-    total = 1 + verdicts + stream
-    runs = [candidate(run, work / "runs" / f"c{i}", i) for i in range(total)]
-    results: dict[str, Any] = {"concurrency": concurrency, "source_run": str(run)}
+    total = 1 + verdicts + (concurrency if stream else 0) + stream
+    runs = [candidate(run, work / "runs" / f"c{i}", i, base) for i in range(total)]
+    results: dict[str, Any] = {"concurrency": concurrency, "source_run": str(run), "candidates": total}
     t0 = time.monotonic()
     warmup = release(runs[0], contract, base, work, key, "warmup")
     results["warmup"] = {**warmup, "wall_s": round(time.monotonic() - t0, 1)}
     progress(f"warm-up release: {warmup['seconds']}s released={warmup['released']} {warmup['reason'] or ''}")
+    save(results)
     timed = []
     for i in range(verdicts):
         row = release(runs[1 + i], contract, base, work, key, f"v{i}")
         timed.append(row)
-        progress(f"verdict {i}: {row['seconds']}s released={row['released']} {row['gates']}")
+        progress(
+            f"verdict {i}: {row['seconds']}s released={row['released']} {row['gates']}"
+            f" other {row.get('other_s')}"
+        )
     if timed:
         seconds = [r["seconds"] for r in timed]
         gates = sorted({g for r in timed for g in r["gates"]})
@@ -161,26 +200,42 @@ def measure(
                 for g in gates
                 if any(r["gates"].get(g) is not None for r in timed)
             },
+            "other_median_s": round(statistics.median(r.get("other_s") or 0.0 for r in timed), 3),
             "releases": timed,
         }
+        save(results)
     if stream:
-        t1 = time.monotonic()
-        with ThreadPoolExecutor(max_workers=concurrency) as ex:
-            rows = list(
-                ex.map(
-                    lambda ir: release(ir[1], contract, base, work, key, f"s{ir[0]}"),
-                    enumerate(runs[1 + verdicts :]),
-                )
-            )
-        wall = time.monotonic() - t1
+        first = 1 + verdicts
+        rows, wall = _concurrently(
+            runs[first : first + concurrency], contract, base, work, key, "w", concurrency
+        )
+        results["stream_warmup"] = {
+            "adapters": len(rows),
+            "wall_s": round(wall, 1),
+            "released": sum(1 for r in rows if r["released"]),
+            "release_seconds": _spread([r["seconds"] for r in rows]),
+        }
+        progress(f"stream warm-up: {len(rows)} at once in {wall:.1f}s")
+        save(results)
+        rows, wall = _concurrently(runs[first + concurrency :], contract, base, work, key, "s", concurrency)
         with_verdict = sum(1 for r in rows if r["verdict"] is not None)
+        gates = sorted({g for r in rows for g in r["gates"]})
         results["adapters_per_gpu_hour"] = {
             "value": round(len(rows) / wall * 3600, 1),
+            "measured": True,
             "adapters": len(rows),
+            "distinct_digests": len(
+                {hashlib.sha256(_weights(r).read_bytes()).hexdigest() for r in runs[first + concurrency :]}
+            ),
             "wall_s": round(wall, 1),
             "with_verdict": with_verdict,
             "released": sum(1 for r in rows if r["released"]),
             "release_seconds": _spread([r["seconds"] for r in rows]),
+            "per_gate_median_s": {
+                g: round(statistics.median(r["gates"][g] for r in rows if r["gates"].get(g) is not None), 3)
+                for g in gates
+                if any(r["gates"].get(g) is not None for r in rows)
+            },
             "not_released": {r["tag"]: r["reason"] for r in rows if not r["released"]},
         }
         if boot_seconds is not None:
@@ -191,6 +246,10 @@ def measure(
             results["adapters_per_gpu_hour"]["boot_s"] = boot_seconds
         progress(f"stream: {len(rows)} in {wall:.1f}s, {with_verdict} with a verdict")
     return results
+
+
+def _weights(run: Path) -> Path:
+    return run / "adapter" / "adapter_model.safetensors"
 
 
 def main() -> int:
@@ -208,6 +267,7 @@ def main() -> int:
     parser.add_argument("--stream", type=int, default=50, help="distinct candidates in the concurrent stream")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "gpu" / "throughput-h200.json")
+    parser.add_argument("--work", type=Path, default=None, help="keep candidates and logs here")
     args = parser.parse_args()
 
     from gate.contract import Contract
@@ -217,7 +277,8 @@ def main() -> int:
 
     contract = Contract.from_yaml(args.contract)
     results: dict[str, Any] = {"host": platform.node(), "cuda": has_cuda(), "contract": contract.name}
-    with tempfile.TemporaryDirectory(prefix="gate-throughput-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gate-throughput-") as scratch:
+        tmp = str(args.work) if args.work is not None else scratch
         pools = PoolSet(log_dir=Path(tmp) / "pools", announce=False)
         install_pools(pools)
         try:
