@@ -212,8 +212,14 @@ def measure(
         results["stream_warmup"] = {
             "adapters": len(rows),
             "wall_s": round(wall, 1),
+            "with_verdict": sum(1 for r in rows if r["verdict"] is not None),
             "released": sum(1 for r in rows if r["released"]),
             "release_seconds": _spread([r["seconds"] for r in rows]),
+            "not_released": {
+                r["tag"]: {"stopped_at": r["stopped_at"], "reason": r["reason"], "gates": r["gates"]}
+                for r in rows
+                if not r["released"]
+            },
         }
         progress(f"stream warm-up: {len(rows)} at once in {wall:.1f}s")
         save(results)
@@ -236,7 +242,11 @@ def measure(
                 for g in gates
                 if any(r["gates"].get(g) is not None for r in rows)
             },
-            "not_released": {r["tag"]: r["reason"] for r in rows if not r["released"]},
+            "not_released": {
+                r["tag"]: {"stopped_at": r["stopped_at"], "reason": r["reason"], "gates": r["gates"]}
+                for r in rows
+                if not r["released"]
+            },
         }
         if boot_seconds is not None:
             # An hour of a GPU that boots its pool once: the boot is paid before the stream.
