@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ def release(run: Path, contract: Path, base: Path, work: Path, key: Path, tag: s
             "verdict": None,
             "stopped_at": None,
             "reason": f"{type(e).__name__}: {e}"[:500],
+            "traceback": traceback.format_exc()[-3000:],
             "gates": {},
             "seconds": round(time.monotonic() - started, 3),
         }
@@ -216,7 +218,7 @@ def measure(
             "released": sum(1 for r in rows if r["released"]),
             "release_seconds": _spread([r["seconds"] for r in rows]),
             "not_released": {
-                r["tag"]: {"stopped_at": r["stopped_at"], "reason": r["reason"], "gates": r["gates"]}
+                r["tag"]: {k: r.get(k) for k in ("stopped_at", "reason", "gates", "traceback")}
                 for r in rows
                 if not r["released"]
             },
@@ -243,7 +245,7 @@ def measure(
                 if any(r["gates"].get(g) is not None for r in rows)
             },
             "not_released": {
-                r["tag"]: {"stopped_at": r["stopped_at"], "reason": r["reason"], "gates": r["gates"]}
+                r["tag"]: {k: r.get(k) for k in ("stopped_at", "reason", "gates", "traceback")}
                 for r in rows
                 if not r["released"]
             },
