@@ -2,11 +2,13 @@
 
 Chat templates are Jinja code shipped inside adapter directories, so gate treats
 them as hostile: they are rendered in Jinja's immutable sandbox (no attribute
-tricks, no mutation of the messages) inside a forked child process with a
+tricks, no mutation of the messages) inside a fresh child interpreter with a
 memory limit, a hard wall-clock deadline and an output-size limit. A template
 that loops forever, allocates without bound or reaches for ``__class__`` yields
 a :class:`RenderResult` with an error kind, never a hang and never code run in
-gate's own process.
+gate's own process. The child is spawned, not forked: gate renders from threaded
+processes (the service's concurrent releases), where a fork copies locks other
+threads hold and libraries refuse it (filelock raises while a lock changes hands).
 
 The environment mirrors the one transformers' ``apply_chat_template`` uses (and
 so vLLM): ``trim_blocks``, ``lstrip_blocks``, ``loopcontrols``, ``tojson`` and
@@ -27,9 +29,12 @@ import os
 import resource
 import select
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import jinja2
@@ -38,6 +43,8 @@ import jinja2.ext
 import jinja2.runtime
 import jinja2.sandbox
 
+from gate.errors import Error
+
 __all__ = ["RenderCase", "RenderError", "RenderResult", "render_many", "sandbox_environment"]
 
 #: Why a render failed: a Jinja syntax or runtime error, a sandbox violation, or a limit hit.
@@ -45,8 +52,12 @@ RenderError = Literal["invalid", "unsafe", "timeout", "too_large"]
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_OUTPUT = 1 << 20
-# Address space the child may add on top of what the forked parent already maps.
+# Address space the child may add on top of what it maps once its imports are done.
 _CHILD_EXTRA_MEMORY = 512 << 20
+# Starting an interpreter is not rendering: a loaded host gets this long before the deadline starts.
+_START_TIMEOUT_S = 60.0
+_READY = b"R"
+_GATE_ROOT = str(Path(__file__).resolve().parents[1])
 _MAX_POW_EXPONENT = 4096
 
 
@@ -173,6 +184,41 @@ def _child(source: str, cases: Sequence[RenderCase], limit: int, fd: int) -> NoR
         os._exit(code)
 
 
+def _serve() -> NoReturn:  # pragma: no cover - runs in the child
+    """The child's side: say ready, read one request (JSON on stdin), write the results, exit."""
+    os.write(1, _READY)
+    request = json.loads(sys.stdin.buffer.read())
+    cases = [RenderCase(messages=m, add_generation_prompt=g, variables=v) for m, g, v in request["cases"]]
+    _child(request["source"], cases, int(request["limit"]), 1)
+
+
+def _spawn(request: bytes) -> subprocess.Popen[bytes]:
+    """Start the renderer and hand it ``request``, once it has imported what it needs."""
+    code = f"import sys; sys.path.insert(0, {_GATE_ROOT!r}); from gate.templates import _serve; _serve()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], _START_TIMEOUT_S)
+    if not ready or os.read(child.stdout.fileno(), 1) != _READY:
+        child.kill()
+        child.wait()
+        raise Error(
+            f"the template renderer did not start within {_START_TIMEOUT_S:g} s",
+            hint=f"check that {sys.executable} can import jinja2",
+        )
+    try:
+        child.stdin.write(request)
+        child.stdin.close()
+    except OSError:  # it died after saying ready: the read below reports it
+        pass
+    return child
+
+
 def render_many(
     source: str,
     cases: Sequence[RenderCase],
@@ -187,12 +233,17 @@ def render_many(
     """
     if not cases:
         return []
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_fd)
-        _child(source, cases, max_output, write_fd)
-    os.close(write_fd)
+    request = json.dumps(
+        {
+            "source": source,
+            "limit": max_output,
+            "cases": [[c.messages, c.add_generation_prompt, c.variables] for c in cases],
+        },
+        default=str,
+    ).encode()
+    child = _spawn(request)
+    assert child.stdout is not None
+    read_fd = child.stdout.fileno()
     # The JSON of the results is bounded by the cases' output limit (plus escaping).
     budget = len(cases) * (max_output * 6 + 4096)
     chunks: list[bytes] = []
@@ -217,10 +268,10 @@ def render_many(
                 break
             chunks.append(chunk)
     finally:
-        os.close(read_fd)
         if timed_out:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+            os.killpg(child.pid, signal.SIGKILL)
+        child.stdout.close()
+        status = child.wait()
     if timed_out:
         detail = f"rendering did not finish within {timeout:g} s (killed)"
         return [RenderResult(error="timeout", detail=detail) for _ in cases]
