@@ -55,7 +55,7 @@ def test_the_ray_executor_runs_a_release_in_a_pool_actor_on_a_local_instance(
     assert docker_registry.tags("adapters/ray") == []
     # The job ran in the Ray pool actor's process, not in the gate worker (the worker log names where).
     worker_log = (svc.settings.data_dir / "logs" / "worker-0.log").read_text()
-    gate_worker = re.search(r"worker \S+:(\d+) started \(executor ray\)", worker_log)
+    gate_worker = re.search(r"worker \S+:(\d+) started \(executor ray[,)]", worker_log)
     actor = re.search(r"ran in Ray pool actor 0 on \S+:(\d+)", worker_log)
     assert gate_worker is not None and actor is not None, worker_log
     assert actor.group(1) != gate_worker.group(1)
