@@ -135,7 +135,7 @@ def lora_support_for(architecture: str, vllm_version: str, *, moe: bool) -> Lora
                     source=row.source,
                 )
     return LoraSupport(
-        source=f"gate's runtime table (gate.rules._vllm.LORA_UNSERVED) has no entry for {architecture} "
+        source=f"gate's runtime table (gate.vllm_support.LORA_UNSERVED) has no entry for {architecture} "
         f"at vLLM {vllm_version}"
     )
 

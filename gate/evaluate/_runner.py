@@ -8,9 +8,9 @@ import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gate.console import atomic_write_json, err, progress
 from gate.contract import Contract
@@ -24,6 +24,9 @@ from gate.evaluate._warm import WarmEvaluator
 from gate.proc import run_streamed
 
 __all__ = ["RequestPlan", "Server", "score_base", "score_models"]
+
+if TYPE_CHECKING:
+    from gate.serving import RequestLock
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "_envscripts" / "lm_eval_run.py"
 _EVENT = "@@gate "
@@ -46,6 +49,10 @@ class Server(Protocol):
     @property
     def batched_loglikelihood(self) -> bool:
         """Whether it takes concurrent and batched log-likelihood requests (``ServingRuntime``'s)."""
+
+    @property
+    def request_lock(self) -> RequestLock:
+        """The server's request serialization (``ServingRuntime``'s)."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +79,7 @@ class RequestPlan:
 
     def to_dict(self) -> dict[str, int]:
         """JSON-ready form (the eval report records it)."""
-        return {
-            "generation": self.generation,
-            "loglikelihood": self.loglikelihood,
-            "loglikelihood_batch": self.loglikelihood_batch,
-        }
+        return asdict(self)
 
 
 _SERIAL = RequestPlan(generation=8, loglikelihood=1, loglikelihood_batch=1)
@@ -273,10 +276,15 @@ def _lm_eval_runs(
     evaluator as a run of their own under the exclusive side, an adapter's generation under the
     shared one; a one-shot run (an interpreter start per run) stays one run, exclusive.
     """
-    lock = getattr(server, "request_lock", None)
-    if lock is None or not lock.serialize:
+    lock = server.request_lock
+    if not lock.serialize:
         return [(list(jobs), contextlib.nullcontext())]
-    alone = [j for j in jobs if j.kind == "multiple_choice" or j.model == server.served_model]
+    base = server.served_model
+    alone = [
+        j
+        for j in jobs
+        if lock.runs_alone(prompt_logprobs=j.kind == "multiple_choice", base_model=j.model == base)
+    ]
     together = [j for j in jobs if j not in alone]
     if not alone:
         return [(together, lock.shared())]

@@ -142,10 +142,11 @@ class VLLMClient:
 
     def _hold(self, body: Mapping[str, Any]) -> contextlib.AbstractContextManager[None]:
         """The side of the server's request lock a request with ``body`` takes (:mod:`._requests`)."""
-        alone = body.get("echo") or body.get("prompt_logprobs") is not None
-        if alone or (self.base_model is not None and body.get("model") == self.base_model):
-            return self.requests.exclusive()
-        return self.requests.shared()
+        alone = RequestLock.runs_alone(
+            prompt_logprobs=bool(body.get("echo")) or body.get("prompt_logprobs") is not None,
+            base_model=self.base_model is not None and body.get("model") == self.base_model,
+        )
+        return self.requests.hold(alone=alone)
 
     def _json(self, response: httpx.Response, path: str) -> dict[str, Any]:
         if response.status_code != 200:
@@ -225,7 +226,7 @@ class VLLMClient:
             "seed": 0,
             "prompt_logprobs": 0,
         }
-        with self.requests.exclusive():
+        with self._hold(body):
             start = time.monotonic()
             data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
             seconds = time.monotonic() - start

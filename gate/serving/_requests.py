@@ -98,6 +98,15 @@ class RequestLock:
                 self.exclusive_count += 1
                 self._cond.notify_all()
 
+    @staticmethod
+    def runs_alone(*, prompt_logprobs: bool, base_model: bool) -> bool:
+        """Whether work takes the exclusive side: prompt log-probs, or the base model (module docstring)."""
+        return prompt_logprobs or base_model
+
+    def hold(self, *, alone: bool) -> contextlib.AbstractContextManager[None]:
+        """The exclusive side for work that :meth:`runs_alone`, else the shared one."""
+        return self.exclusive() if alone else self.shared()
+
     def held_exclusive(self) -> bool:
         """Whether the calling thread holds the exclusive side now."""
         return self._exclusive and self._owner == threading.get_ident()
