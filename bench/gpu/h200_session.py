@@ -196,6 +196,14 @@ def _host() -> dict[str, Any]:
     return info
 
 
+def _code_commit() -> str | None:
+    """The commit the code under test was staged from (``stage_h200.sh`` writes it beside ``gate/``)."""
+    try:
+        return (ROOT / "COMMIT").read_text().strip() or None
+    except OSError:
+        return None
+
+
 _BOOT_LINE = re.compile(r"compil|graph|took|Loading|KV cache|memory|secs|seconds|Triton|triton|warm", re.I)
 
 
@@ -269,6 +277,7 @@ def main() -> int:
             "contract": str(args.contract),
             "goal": {"time_to_verdict_s_max": 15, "adapters_per_gpu_hour_min": 1000},
             "script": "bench/gpu/h200_session.py (bench/gpu/throughput_h200.py:measure), via h200_session.sh",
+            "code_commit": _code_commit(),
         }
         if run is None:
             doc["error"] = "no run to release: the pilot trained none and no --run was given"
