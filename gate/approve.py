@@ -37,16 +37,10 @@ from gate.console import atomic_write_json
 from gate.digests import files_digest
 from gate.errors import GateFailure, InputError
 from gate.evidence import bundle_problems
-from gate.pipeline import (
-    EventSink,
-    ReleaseResult,
-    _Emitter,
-    _now,
-    _publish,
-    _release_lock,
-    _resumable,
-    _sign,
-)
+from gate.pipeline._events import _Emitter, _now
+from gate.pipeline._request import EventSink, ReleaseResult
+from gate.pipeline._seal import _publish, _sign
+from gate.pipeline._staging import _release_lock, _resumable
 from gate.signing import SigningConfig
 
 __all__ = ["Approver", "approve_release"]
