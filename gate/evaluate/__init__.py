@@ -8,7 +8,7 @@ files over local JSONL in the contract's ``eval.tasks_dir``; nothing is
 downloaded. The adapter is hot-loaded into the same server that scores the
 base, so both are scored by the same runtime over the same documents, and each
 metric is judged on the PAIRED per-document differences (see
-:mod:`gate._eval_stats`).
+:mod:`gate.evaluate._stats`).
 
 Example::
 
