@@ -8,13 +8,17 @@ release leases a slot of the pool for its contract instead of booting vLLM.
 * ``local``: the pools live in the worker process.
 * ``ray``: pool actors (one per GPU, each ``num_gpus=1``; one CPU actor where
   ``GATE_SERVICE_RAY_NUM_GPUS`` is 0) hold the warm servers, and each job goes to
-  the actor whose pool already serves its contract's key (else the least busy
-  actor). An actor runs up to ``serving.max_loras`` jobs at once.
+  the actor whose pool already serves its contract's key (else the actor serving
+  the fewest keys, then the least busy).
 
-With pools a local worker runs up to ``GATE_SERVICE_WORKER_JOBS`` (default 4) jobs at once,
-so several candidates gate concurrently on one warm server (a pool admits at most the
-contract's ``serving.max_loras``; prompt log-prob work takes the server alone where the
-runtime cannot batch it, :mod:`gate.serving._requests`); without pools one at a time.
+How many jobs run at once is one rule for both (:func:`jobs_at_once`): a holder of warm
+pools (the local worker process; each Ray pool actor, a threaded actor) runs up to
+``GATE_SERVICE_WORKER_JOBS`` (default 4) jobs at once, so several candidates gate
+concurrently on one warm server (a pool admits at most the contract's
+``serving.max_loras``; prompt log-prob work takes the server alone where the runtime
+cannot batch it, :mod:`gate.serving._requests`); without pools one at a time. A worker
+dispatches up to that many jobs per actor. Each job's release records where it ran and
+how many jobs that process ran at that moment (its ``job.where`` event).
 ``GATE_SERVICE_POOLS=0`` turns the pools off (a vLLM boot per release: the
 benchmark's baseline). ``GATE_SERVICE_POOL_IDLE_S`` (default 1800) closes a pool idle that long;
 ``GATE_SERVICE_POOL_MIN_FREE_MB`` (default 4096) closes the least recently used
@@ -33,13 +37,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from gate.errors import InputError
 from gate.registry import Registry
 from gate.service.db import sync_engine
-from gate.service.jobs import execute_job
+from gate.service.jobs import EventRecorder, execute_job
 from gate.service.settings import Settings, get_settings
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "PoolActor", "RayExecutor", "make_pools", "worker_jobs"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "PoolActor",
+    "RayExecutor",
+    "jobs_at_once",
+    "make_pools",
+    "pools_enabled",
+    "worker_jobs",
+]
 
 log = logging.getLogger("gate.service")
 
@@ -78,9 +94,61 @@ def worker_jobs() -> int:
     return jobs
 
 
+def pools_enabled(settings: Settings) -> bool:
+    """Whether releases lease warm pools (not when they attach to a URL or ``GATE_SERVICE_POOLS=0``)."""
+    return not settings.vllm_url and os.environ.get("GATE_SERVICE_POOLS") != "0"
+
+
+def jobs_at_once(settings: Settings) -> int:
+    """How many jobs one holder of warm pools (a local worker, a Ray pool actor) runs at once.
+
+    On warm pools candidates gate together (each pool admits ``serving.max_loras`` at once);
+    a boot per release (no pools) would boot that many servers at once: one job at a time.
+    """
+    return worker_jobs() if pools_enabled(settings) else 1
+
+
+def this_process() -> str:
+    """This process, as ``host:pid`` (where a job ran)."""
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+class _Running:
+    """The jobs one pool holder runs now; each release records where it ran and beside how many."""
+
+    def __init__(self, executor: str) -> None:
+        self.executor = executor
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def run(self, settings: Settings, engine: Engine, job_id: int, release_id: int, kind: str) -> str:
+        """Run the job in the calling thread; return where it ran."""
+        with self._lock:
+            self.count += 1
+            at_once = self.count
+        try:
+            here = this_process()
+            # Evidence for people and tests: which process ran the job, and how many jobs it
+            # ran at that moment (the job itself included).
+            EventRecorder(engine, release_id)(
+                {
+                    "event": "job.where",
+                    "job": job_id,
+                    "executor": self.executor,
+                    "where": here,
+                    "at_once": at_once,
+                }
+            )
+            execute_job(settings, engine, job_id, release_id, kind)
+            return here
+        finally:
+            with self._lock:
+                self.count -= 1
+
+
 def make_pools(settings: Settings) -> Any:
     """The warm pools of one worker or pool actor (None when every release attaches to a URL)."""
-    if settings.vllm_url or os.environ.get("GATE_SERVICE_POOLS") == "0":
+    if not pools_enabled(settings):
         return None
     from gate.serving import PoolSet
 
@@ -101,13 +169,12 @@ class LocalExecutor(Executor):
         self.engine = sync_engine(settings)
         self.pools = make_pools(settings)
         install_pools(self.pools)
-        # On warm pools candidates gate together (each pool admits serving.max_loras at once); a
-        # boot per release (no pools) would boot that many servers at once: one job at a time.
-        self.concurrency = worker_jobs() if self.pools is not None else 1
+        self.concurrency = jobs_at_once(settings)
+        self._running = _Running("local")
 
     def run(self, job_id: int, release_id: int, kind: str, beat: Callable[[], None]) -> None:
         """Run the job in the calling thread."""
-        execute_job(self.settings, self.engine, job_id, release_id, kind)
+        self._running.run(self.settings, self.engine, job_id, release_id, kind)
 
     def idle(self) -> None:
         """Close pools idle for too long."""
@@ -125,7 +192,11 @@ class LocalExecutor(Executor):
 
 
 class PoolActor:
-    """Body of a Ray pool actor: warm pools in the actor process, jobs run against them."""
+    """Body of a Ray pool actor: warm pools in the actor process, jobs run against them.
+
+    A threaded actor (``max_concurrency`` = :func:`jobs_at_once`): each job runs in one of
+    the actor's threads, like a local worker's job threads, on the same pools.
+    """
 
     def __init__(self, env: dict[str, str]) -> None:
         from gate.gates import install_pools
@@ -134,15 +205,15 @@ class PoolActor:
         self.engine = sync_engine(self.settings)
         self.pools = make_pools(self.settings)
         install_pools(self.pools)
+        self._running = _Running("ray")
 
     def run(self, job_id: int, release_id: int, kind: str) -> str:
         """Run one job; return where it ran."""
-        execute_job(self.settings, self.engine, job_id, release_id, kind)
-        return f"{os.uname().nodename}:{os.getpid()}"
+        return self._running.run(self.settings, self.engine, job_id, release_id, kind)
 
     def where(self) -> str:
         """The actor's host and process id."""
-        return f"{os.uname().nodename}:{os.getpid()}"
+        return this_process()
 
     def close(self) -> None:
         """Stop the warm servers."""
@@ -200,38 +271,55 @@ class RayExecutor(Executor):
         gpus = int(settings.ray_num_gpus)
         #: One actor per GPU (num_gpus=1 each), or one CPU actor.
         self.slots = max(1, gpus)
-        self._options: dict[str, Any] = {"num_cpus": 1, "max_concurrency": 4, "max_restarts": 0}
+        #: Jobs one actor runs at once (its threads), by the local worker's rule; the worker
+        #: dispatches that many per actor.
+        self.per_actor = jobs_at_once(settings)
+        self.concurrency = self.slots * self.per_actor
+        self._options: dict[str, Any] = {"num_cpus": 1, "max_concurrency": self.per_actor, "max_restarts": 0}
         if gpus:
             self._options["num_gpus"] = 1
         self._actor_cls = ray.remote(PoolActor)
-        self._actors: list[Any] = []
+        #: The actor of each slot (None until a job needs it, or after it was killed).
+        self._actors: list[Any | None] = [None] * self.slots
         #: pool key -> index of the actor whose pool serves it.
         self.routes: dict[str, int] = {}
-        self._busy: list[int] = []
+        self._busy: list[int] = [0] * self.slots
         self._lock = threading.Lock()
 
-    def _actor_for(self, key: str | None) -> int:
+    def _take(self, key: str | None) -> tuple[int, Any]:
+        """The slot and actor for a job of pool ``key`` (counted busy until :meth:`_give_back`)."""
         with self._lock:
-            if key is not None and key in self.routes:
-                return self.routes[key]
-            if len(self._actors) < self.slots:
-                self._actors.append(self._actor_cls.options(**self._options).remote(self.settings.to_env()))
-                self._busy.append(0)
-                index = len(self._actors) - 1
-            else:
-                index = min(range(len(self._actors)), key=lambda i: self._busy[i])
-            if key is not None:
-                self.routes[key] = index
-            return index
+            index = self.routes.get(key) if key is not None else None
+            if index is None:
+                # A new key goes where no pool is warm yet (another GPU), else to the least busy actor.
+                served = [sum(1 for i in self.routes.values() if i == slot) for slot in range(self.slots)]
+                index = min(range(self.slots), key=lambda i: (served[i], self._busy[i], i))
+                if key is not None:
+                    self.routes[key] = index
+            actor = self._actors[index]
+            if actor is None:
+                actor = self._actors[index] = self._actor_cls.options(**self._options).remote(
+                    self.settings.to_env()
+                )
+            self._busy[index] += 1
+            return index, actor
+
+    def _give_back(self, index: int) -> None:
+        with self._lock:
+            self._busy[index] -= 1
+
+    def _drop(self, index: int, actor: Any) -> None:
+        """Forget ``actor`` (dead or killed): its routes go, the slot gets a fresh actor when next used."""
+        with self._lock:
+            if self._actors[index] is actor:  # not already replaced by a sibling job of the same actor
+                self._actors[index] = None
+                self.routes = {k: v for k, v in self.routes.items() if v != index}
 
     def run(self, job_id: int, release_id: int, kind: str, beat: Callable[[], None]) -> None:
         """Send the job to the actor whose pool matches its base and wait, heartbeating while it runs."""
-        index = self._actor_for(release_pool_key(self.settings, release_id))
-        actor = self._actors[index]
-        with self._lock:
-            self._busy[index] += 1
-        ref = actor.run.remote(job_id, release_id, kind)
+        index, actor = self._take(release_pool_key(self.settings, release_id))
         try:
+            ref = actor.run.remote(job_id, release_id, kind)
             while True:
                 ready, _ = self._ray.wait([ref], timeout=self.settings.heartbeat_s)
                 beat()
@@ -239,21 +327,27 @@ class RayExecutor(Executor):
                     where = self._ray.get(ref)
                     log.info("job %s ran in Ray pool actor %d on %s", job_id, index, where)
                     return
+        except self._ray.exceptions.RayActorError:
+            # The actor died under its jobs (each sibling job sees this too): the next job gets a new one.
+            self._drop(index, actor)
+            raise
+        except Exception:
+            raise  # the job's own failure; the actor and the jobs beside it go on
         except BaseException:
             # The worker is stopping: the job must not go on publishing behind the queue's back, and an
-            # actor task cannot be force-cancelled, so the actor goes (its warm servers with it).
+            # actor task cannot be force-cancelled, so the actor goes (its warm servers with it). The
+            # jobs beside it in the actor stop with it and, the worker stopping, are re-queued too.
             self._ray.kill(actor)
-            with self._lock:
-                self.routes = {k: v for k, v in self.routes.items() if v != index}
-                self._actors[index] = self._actor_cls.options(**self._options).remote(self.settings.to_env())
+            self._drop(index, actor)
             raise
         finally:
-            with self._lock:
-                self._busy[index] -= 1
+            self._give_back(index)
 
     def close(self) -> None:
         """Stop the pool actors (and their warm servers) and disconnect from Ray."""
-        for actor in self._actors:
+        with self._lock:
+            actors, self._actors = [a for a in self._actors if a is not None], [None] * self.slots
+        for actor in actors:
             try:
                 self._ray.get(actor.close.remote(), timeout=60)
             except Exception:

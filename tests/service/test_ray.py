@@ -1,9 +1,17 @@
-"""The ``ray`` executor: a release runs in a Ray pool actor on a local Ray instance to its recorded outcome.
+"""The ``ray`` executor: releases run in a Ray pool actor on a local Ray instance, several at once.
 
-The worker claims the job from the database queue and sends it to a pool actor (one
-per GPU with ``num_gpus=1``, one CPU actor here); the actor runs the same pipeline
-on its own warm pools and writes events and outcome to the same database. Kept
-cheap: the release is a NaN adapter that the check gate stops, so no server boots.
+The worker claims jobs from the database queue and sends them to a pool actor (one
+per GPU with ``num_gpus=1``, one CPU actor here); the actor is threaded and runs as
+many jobs at once as a local worker does on its warm pools, each on the same
+pipeline, writing events and outcome to the same database. Kept cheap: the
+releases are NaN adapters that the check gate stops, so no server boots.
+
+Overlap without timing luck: the pipeline's test-only pause hook holds every job
+right after its check gate, so the first job cannot leave the actor before the
+second arrives; the second job's ``job.where`` event, recorded by the actor as the
+job enters it, counts two jobs there. Stopping the server then interrupts both
+jobs inside the one actor: both go back to the queue (as on the local executor),
+and after a restart both reach their outcome in a fresh actor.
 """
 
 from __future__ import annotations
@@ -13,15 +21,42 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from tests.fixtures.service import ServiceFactory
+from gate.service.db import sync_engine, sync_session
+from gate.service.models import Event, Release
+from tests.fixtures.service import ServiceFactory, ServiceProcess, wait_for
 from tests.fixtures.training import edited_run
 from tests.service.test_release_e2e import follow_events, release_server
 
 pytestmark = pytest.mark.slow
 
 
-def test_the_ray_executor_runs_a_release_in_a_pool_actor_on_a_local_instance(
+def _events(svc: ServiceProcess, rid: int, kind: str) -> list[dict[str, Any]]:
+    """The recorded events of one kind of a release, in order (read from the service's database)."""
+    engine = sync_engine(svc.settings)
+    try:
+        with sync_session(engine) as s:
+            q = sa.select(Event.data).where(Event.release_id == rid, Event.kind == kind).order_by(Event.id)
+            return [dict(d) for d in s.scalars(q).all()]
+    finally:
+        engine.dispose()
+
+
+def _status(svc: ServiceProcess, rid: int) -> str:
+    engine = sync_engine(svc.settings)
+    try:
+        with sync_session(engine) as s:
+            return s.get_one(Release, rid).status
+    finally:
+        engine.dispose()
+
+
+def _pid(where: str) -> str:
+    return where.rpartition(":")[2]
+
+
+def test_two_releases_run_at_once_in_one_ray_pool_actor_and_a_stop_requeues_both_to_their_outcome(
     service_factory: ServiceFactory, trained_adapter_run: Path, docker_registry: Any, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
@@ -35,27 +70,57 @@ def test_the_ray_executor_runs_a_release_in_a_pool_actor_on_a_local_instance(
         keys=tmp_path,
         executor="ray",
         ray_num_cpus=2,
-    ).start()
-    with svc.client("submit") as c:
-        r = c.post(
-            "/api/releases",
-            json={"name": "ray", "version": "1.0.0", "run": str(run), "contract": "smollm2-vllm"},
-        )
-        assert r.status_code == 201, r.text
-    rid = r.json()["id"]
-    events = follow_events(svc, rid, timeout=600)
-    with svc.client("read") as c:
-        done = c.get(f"/api/releases/{rid}").json()
-        audit = c.get("/api/audit", params={"release_id": rid}).json()
-    # The release ran to its outcome inside the actor: the pipeline's events, the verdict, the audit entries.
-    assert done["status"] == "failed", (done["error"], svc.log.read_text()[-3000:])
-    assert done["verdict"]["verdict"]["stopped_at"] == "check"
-    assert [d.get("gate") for k, d in events if k == "gate.finish"] == ["check"]
-    assert [a["action"] for a in audit] == ["submitted", "failed"]
-    assert docker_registry.tags("adapters/ray") == []
-    # The job ran in the Ray pool actor's process, not in the gate worker (the worker log names where).
+    )
+    # Every job holds still inside the actor once its check gate finished (until the actor is killed).
+    svc.start(extra_env={"GATE_TESTONLY_PAUSE_AFTER": "gate.finish:check"})
+    rids = []
+    for name in ("ray-a", "ray-b"):
+        with svc.client("submit") as c:
+            r = c.post(
+                "/api/releases",
+                json={"name": name, "version": "1.0.0", "run": str(run), "contract": "smollm2-vllm"},
+            )
+            assert r.status_code == 201, r.text
+        rids.append(r.json()["id"])
+
+    def both_held() -> bool:
+        return all(_events(svc, rid, "gate.finish") for rid in rids)
+
+    wait_for(both_held, timeout=300, interval=0.5, what="both releases' check gates to finish in the actor")
+    first = [_events(svc, rid, "job.where") for rid in rids]
+    assert [len(w) for w in first] == [1, 1], first
+    held = [w[0] for w in first]
+    # One actor process ran both, and each job entered it while the other was inside (held there).
+    assert {w["executor"] for w in held} == {"ray"}
+    assert len({w["where"] for w in held}) == 1, held
+    assert sorted(w["at_once"] for w in held) == [1, 2], held
+    # That process is the Ray pool actor, not the gate worker (the worker log names its own pid).
     worker_log = (svc.settings.data_dir / "logs" / "worker-0.log").read_text()
-    gate_worker = re.search(r"worker \S+:(\d+) started \(executor ray[,)]", worker_log)
-    actor = re.search(r"ran in Ray pool actor 0 on \S+:(\d+)", worker_log)
-    assert gate_worker is not None and actor is not None, worker_log
-    assert actor.group(1) != gate_worker.group(1)
+    gate_worker = re.search(r"worker \S+:(\d+) started \(executor ray, (\d+) job\(s\) at once\)", worker_log)
+    assert gate_worker is not None, worker_log
+    assert int(gate_worker.group(2)) >= 2
+    assert _pid(held[0]["where"]) != gate_worker.group(1)
+
+    # Stopping the server interrupts both jobs in the actor: both are re-queued, neither failed.
+    svc.stop()
+    assert [_status(svc, rid) for rid in rids] == ["queued", "queued"]
+    for rid in rids:
+        interrupted = _events(svc, rid, "interrupted")
+        assert [d["retry"] for d in interrupted] == [True], interrupted
+        assert not _events(svc, rid, "finished")
+
+    # After a restart both run again (in a new actor) and reach their outcome: stopped by the check.
+    svc.start()
+    for rid in rids:
+        follow_events(svc, rid, timeout=600)
+        with svc.client("read") as c:
+            done = c.get(f"/api/releases/{rid}").json()
+            audit = c.get("/api/audit", params={"release_id": rid}).json()
+        assert done["status"] == "failed", (done["error"], svc.log.read_text()[-3000:])
+        assert done["verdict"]["verdict"]["stopped_at"] == "check"
+        assert [a["action"] for a in audit] == ["submitted", "interrupted", "failed"]
+        again = _events(svc, rid, "job.where")
+        assert len(again) == 2 and again[1]["executor"] == "ray", again
+        assert _pid(again[1]["where"]) != _pid(held[0]["where"])
+        assert [d.get("gate") for d in _events(svc, rid, "gate.finish")] == ["check", "check"]
+    assert docker_registry.tags("adapters/ray-a") == [] and docker_registry.tags("adapters/ray-b") == []
