@@ -12,7 +12,8 @@
 #   LOCAL=1: a dry run on a CPU machine in this checkout's .venv and gate's own environments (no unpack, no
 #   host-interpreter overrides); set TOP, VERDICTS, STREAM small there.
 # The figures in bench/gpu/throughput-h200.json came from
-#   RUN=.gpu/run TOOLKITS= VERDICTS=10 STREAM=50 CONCURRENCY=4 on 2026-12-01 (see that file's "command").
+#   RUN=/tmp/h200/run TOOLKITS= VERDICTS=10 STREAM=50 CONCURRENCY=6 (see that file's "command"; the device calls are
+#   listed at the end of docs/smoke.md's GPU section; the code is staged by stage_h200.sh).
 set -uo pipefail
 parts=${1:?usage: h200_session.sh PARTS_DIR}
 src=$(cd "$(dirname "$0")/../.." && pwd)

@@ -249,6 +249,8 @@ def measure(
                 for r in rows
                 if not r["released"]
             },
+            # Each release's wall time and gates: which ones a restart or a slow gate held up.
+            "releases": [{k: r.get(k) for k in ("tag", "verdict", "seconds", "gates")} for r in rows],
         }
         if boot_seconds is not None:
             # An hour of a GPU that boots its pool once: the boot is paid before the stream.
