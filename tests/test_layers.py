@@ -1,14 +1,16 @@
 """Dependencies point one way: readers, rules, gates, pipeline, service (the house rule, enforced).
 
-Every import in gate/ (top level, inside functions, under TYPE_CHECKING) is read
-with ``ast``; a module may import its own layer and the layers below it, never
-one above. Each top-level module or package of gate/ is placed in exactly one
-layer below, so a new module has to be placed before this test passes.
+Every import in gate/ (top level, inside functions, under TYPE_CHECKING, and the
+``"gate.x:attr"`` targets registries import lazily) is read with ``ast``; a module
+may import its own layer and the layers below it, never one above. Each top-level
+module or package of gate/ is placed in exactly one layer below, so a new module
+has to be placed before this test passes.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import gate
@@ -61,7 +63,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("rules", frozenset({"rules", "check"})),
     # The serving runtime the gates run on; it imports no gate (issue 14: it used to import smoke).
     ("serving", frozenset({"serving"})),
-    ("gates", frozenset({"smoke", "evaluate", "gates"})),
+    ("gates", frozenset({"smoke", "evaluate"})),
+    # The one gate runner (gates as objects, attach-or-start): the gates themselves never import it.
+    ("runner", frozenset({"gates"})),
     ("pipeline", frozenset({"pipeline", "approve", "preflight", "pilot", "reproduce"})),
     # What people and machines call: the service, the CLI, the demo, GitHub output, verify-on-load.
     ("service", frozenset({"service", "cli", "demo", "github", "resolver", "__main__"})),
@@ -70,6 +74,8 @@ LEVEL = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 LAYER_NAME = {name: layer for layer, names in LAYERS for name in names}
 #: Scripts run inside the isolated environments (vLLM, lm-eval, transformers), where gate is not installed.
 SCRIPTS = "_envscripts"
+#: A registry's lazy placeholder (gate/registry.py): the module is imported when the name is first used.
+LAZY = re.compile(r"gate(?:\.[A-Za-z_]\w*)+:[A-Za-z_]\w*")
 
 
 def top_level_units() -> set[str]:
@@ -81,7 +87,8 @@ def top_level_units() -> set[str]:
 
 def imported_modules(source: str, package: str) -> list[tuple[int, str]]:
     """(line, dotted module) for every import in ``source``, at any depth; relative ones resolved
-    against ``package``; ``from gate import x`` gives ``gate.x``."""
+    against ``package``; ``from gate import x`` gives ``gate.x``; a lazy registry target
+    ``"gate.x.y:attr"`` gives ``gate.x.y``."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -95,6 +102,8 @@ def imported_modules(source: str, package: str) -> list[tuple[int, str]]:
                 found += [(node.lineno, f"gate.{a.name}") for a in node.names]
             else:
                 found.append((node.lineno, base))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY.fullmatch(node.value):
+            found.append((node.lineno, node.value.partition(":")[0]))
     return sorted(found)
 
 
@@ -164,7 +173,7 @@ def test_environment_scripts_import_nothing_from_gate() -> None:
     assert importing == []
 
 
-def test_the_check_finds_upward_imports_inside_functions_relative_and_type_only() -> None:
+def test_the_check_finds_upward_imports_inside_functions_relative_type_only_and_lazy() -> None:
     # The upward imports this test was written for were function-local (evidence -> serving).
     source = (
         "from typing import TYPE_CHECKING\n"
@@ -175,6 +184,7 @@ def test_the_check_finds_upward_imports_inside_functions_relative_and_type_only(
         "    from gate.serving import VLLMClient\n"
         "    from .. import evaluate\n"
         "    import gate.service.app\n"
+        "REGISTRY.register_lazy('x', 'gate.gates._builtin:SmokeGate')\n"
     )
     found = upward_imports(GATE / "contracts" / "_probe.py", source)
     assert [f.split(": ", 1)[1] for f in found] == [
@@ -182,4 +192,5 @@ def test_the_check_finds_upward_imports_inside_functions_relative_and_type_only(
         "readers module gate.contracts imports gate.serving (serving)",
         "readers module gate.contracts imports gate.evaluate (gates)",
         "readers module gate.contracts imports gate.service (service)",
+        "readers module gate.contracts imports gate.gates (runner)",
     ]
