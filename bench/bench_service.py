@@ -8,7 +8,8 @@ real release, captured once: see ``tests/fixtures/service_seed.py``). wrk
 then drives, with 50 connections each for the same duration:
 
 * ``GET /health`` (no auth, ``SELECT 1``): the baseline of the HTTP stack;
-* ``GET /api/releases/{id}`` (a random one of the 100): auth + release + gates + verdict;
+* ``GET /api/releases/{id}``, the id going over all 100 in turn (``bench/status_rotation.lua``):
+  auth + release + gates + verdict;
 * ``GET /api/releases?limit=100``: auth + the list page of 100 with their gates.
 
 Each figure is reported as a ratio to ``/health`` measured in the same run.
@@ -53,12 +54,7 @@ from tests.fixtures.service_seed import (  # noqa: E402
     seed_reports,
 )
 
-_STATUS_LUA = """
-math.randomseed(os.time())
-request = function()
-  return wrk.format(nil, "/api/releases/" .. math.random(1, %d))
-end
-"""
+_STATUS_LUA = ROOT / "bench" / "status_rotation.lua"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -70,20 +66,30 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, *, seconds: int, connections: int, threads: int, token: str | None, script: Path | None
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int,
+    token: str | None,
+    script: Path | None = None,
+    script_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One wrk run: requests/s, latency percentiles, errors."""
+    """One wrk run: requests/s, latency percentiles, errors (any non-2xx answer fails the run)."""
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
     if script:
         cmd += ["-s", str(script)]
-    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
+    cmd.append(url)
+    if script_args:
+        cmd += ["--", *script_args]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {
+    row = {
         "rps": round(rps, 1),
         "p50_ms": round(pct["50"], 2),
         "p90_ms": round(pct["90"], 2),
@@ -91,6 +97,9 @@ def wrk(
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
     }
+    if row["non_2xx"]:
+        raise RuntimeError(f"{url}: {row['non_2xx']} answers were not 2xx:\n{out}")
+    return row
 
 
 @contextlib.contextmanager
@@ -131,11 +140,14 @@ def server(settings: Settings, processes: int, log: Path) -> Iterator[str]:
 def _prepare(settings: Settings, work: Path, n: int) -> str:
     run = work / "run"
     run.mkdir(parents=True, exist_ok=True)
-    seed_releases(
+    ids = seed_releases(
         settings,
         [SeedRelease(name=f"adapter-{i % 10}", version=f"1.0.{i}") for i in range(n)],
         run_dir=run,
     )
+    # bench/status_rotation.lua reads ids 1..n.
+    if ids != list(range(1, n + 1)):
+        raise RuntimeError(f"the seeded releases have ids {ids[:3]}..., not 1..{n}")
     engine = sync_engine(settings)
     try:
         with sync_session(engine) as s:
@@ -150,16 +162,18 @@ def bench_database(label: str, url: str, work: Path, args: argparse.Namespace) -
         data_dir=work / label, database_url=url, port=free_port(), workers=0, log_level="warning"
     )
     token = _prepare(settings, work / label, args.releases)
-    lua = work / "status.lua"
-    lua.write_text(_STATUS_LUA % args.releases)
     results: dict[str, Any] = {}
     for processes in args.processes:
         with server(settings, processes, work / f"{label}-{processes}.log") as base:
             common = {"seconds": args.seconds, "connections": args.connections, "threads": args.threads}
-            wrk(f"{base}/health", token=None, script=None, **{**common, "seconds": 2})  # warm-up
-            health = wrk(f"{base}/health", token=None, script=None, **common)
-            status = wrk(f"{base}/api/releases/1", token=token, script=lua, **common)
-            listing = wrk(f"{base}/api/releases?limit=100", token=token, script=None, **common)
+            wrk(f"{base}/health", token=None, **{**common, "seconds": 2})  # warm-up
+            health = wrk(f"{base}/health", token=None, **common)
+            # Every one of the releases in turn (ids 1..N, checked by _prepare).
+            rotation = (str(args.releases),)
+            status = wrk(
+                f"{base}/api/releases", token=token, script=_STATUS_LUA, script_args=rotation, **common
+            )
+            listing = wrk(f"{base}/api/releases?limit=100", token=token, **common)
         for row in (status, listing):
             row["ratio_to_health"] = round(row["rps"] / health["rps"], 3)
         results[f"processes={processes}"] = {"health": health, "status_read": status, "list_100": listing}

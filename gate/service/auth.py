@@ -90,12 +90,15 @@ def issue_token(session: Session, name: str, role: str, *, expires_in_s: float |
 _BY_HASH = Prepared(
     lambda _: select(ApiToken.name, ApiToken.role, ApiToken.revoked, ApiToken.expires_at).where(
         ApiToken.token_sha256 == bindparam("sha256")
-    )
+    ),
+    # Cached on SQLite until the next commit anywhere (gate.service.read_cache): a revocation still
+    # applies to the very next request; expiry is checked below on every request.
+    cached=True,
 )
 
 
 async def lookup_token(reader: Reader, scope: Any, token: str) -> Principal:
-    """The principal of an API token, or :class:`AuthError` (read per request: revocation is immediate)."""
+    """The principal of an API token, or :class:`AuthError` (a revocation or expiry applies at once)."""
     rows = await reader.rows(scope, _BY_HASH, {"sha256": hash_token(token)})
     if not rows:
         raise AuthError("unknown API token")

@@ -16,6 +16,12 @@ one JSON text the database builds, so none of that machinery is needed:
   the ORM) reads on that session's connection instead, so it sees its own writes.
 * On PostgreSQL they run on the request session's connection with
   ``exec_driver_sql`` (no compilation, no ORM), one checkout per request as before.
+* On SQLite, the results of statements built with ``cached=True`` (a status read,
+  a list page, a token lookup; not ``/health``'s ping) are kept in a
+  :class:`ReadCache` that is dropped whenever another connection commits (``PRAGMA
+  data_version``, checked once per request, and again at every read of a request
+  that opened a session, since that session may have committed in between).
+  PostgreSQL has no per-connection commit counter as cheap as that, so it stays uncached.
 
 The request's ORM session is opened lazily (:meth:`Reader.session`), so a request
 served by these reads alone never opens one.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -34,19 +40,28 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import ClauseElement
 
+from gate.service.read_cache import ReadCache
+
 __all__ = ["Prepared", "Reader", "as_utc", "bind_time"]
 
 _SESSION = "gate.db"
+# Set in a request's scope state once it checked PRAGMA data_version.
+_CHECKED = "gate.data_version"
 # SQL text with :name parameters, which sqlite3 takes with a dict of them.
 _SQLITE_NAMED = sqlite.dialect(paramstyle="named")
 
 
 class Prepared:
-    """One statement, built by ``build(dialect_name)`` and compiled once per dialect."""
+    """One statement, built by ``build(dialect_name)`` and compiled once per dialect.
 
-    def __init__(self, build: Callable[[str], ClauseElement]) -> None:
+    ``cached``: its results may be served from the SQLite read cache (its result
+    must depend on nothing but the parameters and the database's content).
+    """
+
+    def __init__(self, build: Callable[[str], ClauseElement], *, cached: bool = False) -> None:
         self._build = build
         self._sql: dict[str, str] = {}
+        self.cached = cached
 
     def sql(self, dialect: Dialect) -> str:
         """The statement's SQL for ``dialect`` (SQLite: ``:name`` parameters)."""
@@ -85,6 +100,7 @@ class Reader:
         self._conn: sqlite3.Connection | None = None
         # Reads are synchronous calls from the loop; the lock only matters to apps driven from threads.
         self._lock = threading.Lock()
+        self.cache = ReadCache()
 
     def session(self, scope: Any) -> AsyncSession:
         """The request's ORM session, opened on first use (closed by :meth:`close_session`)."""
@@ -103,12 +119,26 @@ class Reader:
 
     async def rows(self, scope: Any, stmt: Prepared, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of ``stmt`` with ``params``, for the request of ``scope`` (an ASGI scope)."""
-        s: AsyncSession | None = scope.get("state", {}).get(_SESSION)
+        state = scope.setdefault("state", {})
+        s: AsyncSession | None = state.get(_SESSION)
         if self._path is not None and (s is None or not s.in_transaction()):
             with self._lock:
-                return self._local().execute(stmt.sql(self.dialect), params).fetchall()
-        conn = await self.session(scope).connection()
-        result = await conn.exec_driver_sql(stmt.sql(self.dialect), dict(params))
+                conn = self._local()
+                if not stmt.cached:
+                    return conn.execute(stmt.sql(self.dialect), params).fetchall()
+                # Once per request, unless the request opened a session (whose commit the cache must see).
+                if s is not None or _CHECKED not in state:
+                    self.cache.validate(conn.execute("PRAGMA data_version").fetchone()[0])
+                    state[_CHECKED] = True
+                key: Hashable = (stmt, *sorted(params.items()))
+                rows = self.cache.get(key)
+                if rows is None:
+                    generation = self.cache.generation
+                    rows = tuple(conn.execute(stmt.sql(self.dialect), params).fetchall())
+                    self.cache.put(key, rows, generation)
+                return list(rows)
+        on = await self.session(scope).connection()
+        result = await on.exec_driver_sql(stmt.sql(self.dialect), dict(params))
         return [tuple(r) for r in result.all()]
 
     def _local(self) -> sqlite3.Connection:

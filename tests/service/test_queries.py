@@ -59,8 +59,9 @@ def _statements(settings: Settings, call: Any) -> tuple[Any, list[str]]:
         event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
         reader = Reader(async_sessions(engine), engine.dialect, sqlite_file(settings))
         if reader.dialect.name == "sqlite":
-            # The reads run on the process's read connection, past SQLAlchemy.
-            reader._local().set_trace_callback(seen.append)
+            # The reads run on the process's read connection, past SQLAlchemy; the read cache's
+            # PRAGMA data_version (one per request) is no read of the releases.
+            reader._local().set_trace_callback(lambda sql: sql == "PRAGMA data_version" or seen.append(sql))
         scope: dict[str, Any] = {"state": {}}
         try:
             return await call(reader, scope), seen

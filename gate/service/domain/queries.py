@@ -239,7 +239,9 @@ def _release(dialect: str) -> Any:
 def _one(where: Any) -> Prepared:
     # The verdict as its stored text beside the release: parsing kilobytes of JSON only to embed them
     # again (SQLite's json()) was a tenth of a status read's CPU.
-    return Prepared(lambda d: select(cast(_release(d), Text), cast(Release.verdict, Text)).where(where))
+    return Prepared(
+        lambda d: select(cast(_release(d), Text), cast(Release.verdict, Text)).where(where), cached=True
+    )
 
 
 _BY_ID = _one(Release.id == bindparam("id"))
@@ -265,7 +267,7 @@ def _page(flt: ReleaseFilter) -> Prepared:
         body = func.coalesce(func.group_concat(rows.c.j, _key(",")), _key(""))
         return select(_key("[").op("||")(body).op("||")(_key("]")))
 
-    return Prepared(build)
+    return Prepared(build, cached=True)
 
 
 _PAGES: dict[tuple[int, bool, bool, bool, bool], Prepared] = {}
