@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import importlib.util
 import os
 import platform
@@ -33,11 +34,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -137,6 +141,36 @@ def server(settings: Settings, processes: int, log: Path) -> Iterator[str]:
             proc.wait()
 
 
+@contextlib.contextmanager
+def committing(settings: Settings, per_s: float) -> Iterator[dict[str, int]]:
+    """Another connection committing ``per_s`` times a second (a queue worker's heartbeat, faster).
+
+    On SQLite every commit drops the read cache of each server process (``gate/service/read_cache.py``),
+    so the reads measured meanwhile pay for building their results again after each one.
+    """
+    count = {"commits": 0}
+    stop = threading.Event()
+    engine = sync_engine(settings)
+
+    def run() -> None:
+        with engine.connect() as conn:
+            while not stop.wait(1.0 / per_s):
+                conn.execute(
+                    text("UPDATE jobs SET heartbeat_at = :now WHERE id = 1"), {"now": dt.datetime.now()}
+                )
+                conn.commit()
+                count["commits"] += 1
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield count
+    finally:
+        stop.set()
+        thread.join()
+        engine.dispose()
+
+
 def _prepare(settings: Settings, work: Path, n: int) -> str:
     run = work / "run"
     run.mkdir(parents=True, exist_ok=True)
@@ -174,9 +208,25 @@ def bench_database(label: str, url: str, work: Path, args: argparse.Namespace) -
                 f"{base}/api/releases", token=token, script=_STATUS_LUA, script_args=rotation, **common
             )
             listing = wrk(f"{base}/api/releases?limit=100", token=token, **common)
-        for row in (status, listing):
-            row["ratio_to_health"] = round(row["rps"] / health["rps"], 3)
-        results[f"processes={processes}"] = {"health": health, "status_read": status, "list_100": listing}
+            rows = {"health": health, "status_read": status, "list_100": listing}
+            if args.writes_per_s and label == "sqlite":
+                for key, path, script in (
+                    ("status_read_writing", "/api/releases", _STATUS_LUA),
+                    ("list_100_writing", "/api/releases?limit=100", None),
+                ):
+                    with committing(settings, args.writes_per_s) as count:
+                        rows[key] = wrk(
+                            base + path,
+                            token=token,
+                            script=script,
+                            script_args=rotation if script else (),
+                            **common,
+                        )
+                    rows[key]["commits"] = count["commits"]
+        for key, row in rows.items():
+            if key != "health":
+                row["ratio_to_health"] = round(row["rps"] / health["rps"], 3)
+        results[f"processes={processes}"] = rows
         print(
             f"{label:10} processes={processes}: "
             f"/health {health['rps']:.0f} req/s (p99 {health['p99_ms']:.1f} ms); "
@@ -186,6 +236,14 @@ def bench_database(label: str, url: str, work: Path, args: argparse.Namespace) -
             f"(p99 {listing['p99_ms']:.1f} ms)",
             flush=True,
         )
+        for key in ("status_read_writing", "list_100_writing"):
+            if key in rows:
+                print(
+                    f"{'':10} processes={processes}: {key} {rows[key]['rps']:.0f} req/s = "
+                    f"{rows[key]['ratio_to_health']:.2f}x (p99 {rows[key]['p99_ms']:.1f} ms, "
+                    f"{rows[key]['commits']} commits by another connection)",
+                    flush=True,
+                )
     return results
 
 
@@ -198,6 +256,8 @@ def main() -> int:
     p.add_argument("--releases", type=int, default=100)
     p.add_argument("--processes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     p.add_argument("--databases", default="sqlite,postgresql")
+    # SQLite: the status read and the list again while another connection commits this often (0: not).
+    p.add_argument("--writes-per-s", type=float, default=10.0)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "service.json")
     args = p.parse_args()
     if shutil.which("wrk") is None:
@@ -214,6 +274,7 @@ def main() -> int:
         "wrk_threads": args.threads,
         "seconds": args.seconds,
         "releases": args.releases,
+        "writes_per_s": args.writes_per_s,
         "results": {},
     }
     with tempfile.TemporaryDirectory(prefix="gate-bench-service-") as tmp:
