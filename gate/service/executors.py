@@ -43,6 +43,7 @@ from gate.errors import InputError
 from gate.registry import Registry
 from gate.service.db import sync_engine
 from gate.service.jobs import EventRecorder, execute_job
+from gate.service.queue import requeue_interrupted, worker_id
 from gate.service.settings import Settings, get_settings
 
 __all__ = [
@@ -71,7 +72,7 @@ class Executor(ABC):
 
     @abstractmethod
     def run(self, job_id: int, release_id: int, kind: str, beat: Callable[[], None]) -> None:
-        """Run the job; return when its outcome is recorded."""
+        """Run the job; return when its outcome is recorded (or, where it ran was lost, it is re-queued)."""
 
     @abstractmethod
     def close(self) -> None:
@@ -108,11 +109,6 @@ def jobs_at_once(settings: Settings) -> int:
     return worker_jobs() if pools_enabled(settings) else 1
 
 
-def this_process() -> str:
-    """This process, as ``host:pid`` (where a job ran)."""
-    return f"{os.uname().nodename}:{os.getpid()}"
-
-
 class _Running:
     """The jobs one pool holder runs now; each release records where it ran and beside how many."""
 
@@ -127,7 +123,7 @@ class _Running:
             self.count += 1
             at_once = self.count
         try:
-            here = this_process()
+            here = worker_id()
             # Evidence for people and tests: which process ran the job, and how many jobs it
             # ran at that moment (the job itself included).
             EventRecorder(engine, release_id)(
@@ -213,7 +209,7 @@ class PoolActor:
 
     def where(self) -> str:
         """The actor's host and process id."""
-        return this_process()
+        return worker_id()
 
     def close(self) -> None:
         """Stop the warm servers."""
@@ -285,6 +281,7 @@ class RayExecutor(Executor):
         self.routes: dict[str, int] = {}
         self._busy: list[int] = [0] * self.slots
         self._lock = threading.Lock()
+        self._engine = sync_engine(settings)
 
     def _take(self, key: str | None) -> tuple[int, Any]:
         """The slot and actor for a job of pool ``key`` (counted busy until :meth:`_give_back`)."""
@@ -317,7 +314,9 @@ class RayExecutor(Executor):
 
     def run(self, job_id: int, release_id: int, kind: str, beat: Callable[[], None]) -> None:
         """Send the job to the actor whose pool matches its base and wait, heartbeating while it runs."""
-        index, actor = self._take(release_pool_key(self.settings, release_id))
+        # Without pools (every release attaches to a URL) no actor holds anything warm: least busy wins.
+        key = release_pool_key(self.settings, release_id) if pools_enabled(self.settings) else None
+        index, actor = self._take(key)
         try:
             ref = actor.run.remote(job_id, release_id, kind)
             while True:
@@ -327,10 +326,13 @@ class RayExecutor(Executor):
                     where = self._ray.get(ref)
                     log.info("job %s ran in Ray pool actor %d on %s", job_id, index, where)
                     return
-        except self._ray.exceptions.RayActorError:
-            # The actor died under its jobs (each sibling job sees this too): the next job gets a new one.
+        except self._ray.exceptions.RayActorError as e:
+            # The actor died under its jobs (each job in it sees this): like a crashed worker's, they go
+            # back to the queue (retried up to max_attempts), and the next job gets a fresh actor.
             self._drop(index, actor)
-            raise
+            reason = f"Ray pool actor {index} died ({type(e).__name__})"
+            log.warning("job %s: %s; re-queued", job_id, reason)
+            requeue_interrupted(self._engine, job_id, worker_id(), reason)
         except Exception:
             raise  # the job's own failure; the actor and the jobs beside it go on
         except BaseException:
@@ -354,6 +356,7 @@ class RayExecutor(Executor):
                 log.exception("a Ray pool actor did not close cleanly")
             self._ray.kill(actor)
         self._ray.shutdown()
+        self._engine.dispose()
 
 
 #: Executors by name; another package adds one through the ``gate.executors`` entry-point group.

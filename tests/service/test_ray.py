@@ -9,14 +9,17 @@ releases are NaN adapters that the check gate stops, so no server boots.
 Overlap without timing luck: the pipeline's test-only pause hook holds every job
 right after its check gate, so the first job cannot leave the actor before the
 second arrives; the second job's ``job.where`` event, recorded by the actor as the
-job enters it, counts two jobs there. Stopping the server then interrupts both
-jobs inside the one actor: both go back to the queue (as on the local executor),
-and after a restart both reach their outcome in a fresh actor.
+job enters it, counts two jobs there. The actor process then dies (SIGKILL): both
+jobs in it go back to the queue and run again, together, in a fresh actor.
+Stopping the server interrupts both again: both are re-queued (as on the local
+executor), and after a restart both reach their outcome.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,7 @@ def _pid(where: str) -> str:
     return where.rpartition(":")[2]
 
 
-def test_two_releases_run_at_once_in_one_ray_pool_actor_and_a_stop_requeues_both_to_their_outcome(
+def test_two_releases_run_at_once_in_one_ray_pool_actor_which_dying_or_stopping_requeues_both(
     service_factory: ServiceFactory, trained_adapter_run: Path, docker_registry: Any, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
@@ -70,6 +73,7 @@ def test_two_releases_run_at_once_in_one_ray_pool_actor_and_a_stop_requeues_both
         keys=tmp_path,
         executor="ray",
         ray_num_cpus=2,
+        max_attempts=3,
     )
     # Every job holds still inside the actor once its check gate finished (until the actor is killed).
     svc.start(extra_env={"GATE_TESTONLY_PAUSE_AFTER": "gate.finish:check"})
@@ -83,30 +87,40 @@ def test_two_releases_run_at_once_in_one_ray_pool_actor_and_a_stop_requeues_both
             assert r.status_code == 201, r.text
         rids.append(r.json()["id"])
 
-    def both_held() -> bool:
-        return all(_events(svc, rid, "gate.finish") for rid in rids)
+    def held(attempt: int) -> list[dict[str, Any]] | None:
+        """The ``job.where`` events of ``attempt`` once both releases' checks finished in it (then held)."""
+        if not all(len(_events(svc, rid, "gate.finish")) >= attempt for rid in rids):
+            return None
+        return [_events(svc, rid, "job.where")[attempt - 1] for rid in rids]
 
-    wait_for(both_held, timeout=300, interval=0.5, what="both releases' check gates to finish in the actor")
-    first = [_events(svc, rid, "job.where") for rid in rids]
-    assert [len(w) for w in first] == [1, 1], first
-    held = [w[0] for w in first]
+    first = wait_for(lambda: held(1), timeout=300, interval=0.5, what="both checks to finish in the actor")
     # One actor process ran both, and each job entered it while the other was inside (held there).
-    assert {w["executor"] for w in held} == {"ray"}
-    assert len({w["where"] for w in held}) == 1, held
-    assert sorted(w["at_once"] for w in held) == [1, 2], held
+    assert {w["executor"] for w in first} == {"ray"}
+    assert len({w["where"] for w in first}) == 1, first
+    assert sorted(w["at_once"] for w in first) == [1, 2], first
     # That process is the Ray pool actor, not the gate worker (the worker log names its own pid).
     worker_log = (svc.settings.data_dir / "logs" / "worker-0.log").read_text()
     gate_worker = re.search(r"worker \S+:(\d+) started \(executor ray, (\d+) job\(s\) at once\)", worker_log)
     assert gate_worker is not None, worker_log
     assert int(gate_worker.group(2)) >= 2
-    assert _pid(held[0]["where"]) != gate_worker.group(1)
+    actor_pid = _pid(first[0]["where"])
+    assert actor_pid != gate_worker.group(1)
+
+    # The actor dies under both jobs: both go back to the queue and run again, together, in a new actor.
+    os.kill(int(actor_pid), signal.SIGKILL)
+    second = wait_for(lambda: held(2), timeout=300, interval=0.5, what="both checks to run again")
+    assert len({w["where"] for w in second}) == 1 and _pid(second[0]["where"]) != actor_pid, second
+    assert sorted(w["at_once"] for w in second) == [1, 2], second
+    for rid in rids:
+        (died,) = _events(svc, rid, "interrupted")
+        assert died["retry"] is True and "Ray pool actor 0 died" in died["reason"], died
 
     # Stopping the server interrupts both jobs in the actor: both are re-queued, neither failed.
     svc.stop()
     assert [_status(svc, rid) for rid in rids] == ["queued", "queued"]
     for rid in rids:
         interrupted = _events(svc, rid, "interrupted")
-        assert [d["retry"] for d in interrupted] == [True], interrupted
+        assert [d["retry"] for d in interrupted] == [True, True], interrupted
         assert not _events(svc, rid, "finished")
 
     # After a restart both run again (in a new actor) and reach their outcome: stopped by the check.
@@ -118,9 +132,9 @@ def test_two_releases_run_at_once_in_one_ray_pool_actor_and_a_stop_requeues_both
             audit = c.get("/api/audit", params={"release_id": rid}).json()
         assert done["status"] == "failed", (done["error"], svc.log.read_text()[-3000:])
         assert done["verdict"]["verdict"]["stopped_at"] == "check"
-        assert [a["action"] for a in audit] == ["submitted", "interrupted", "failed"]
-        again = _events(svc, rid, "job.where")
-        assert len(again) == 2 and again[1]["executor"] == "ray", again
-        assert _pid(again[1]["where"]) != _pid(held[0]["where"])
-        assert [d.get("gate") for d in _events(svc, rid, "gate.finish")] == ["check", "check"]
+        assert [a["action"] for a in audit] == ["submitted", "interrupted", "interrupted", "failed"]
+        last = _events(svc, rid, "job.where")
+        assert len(last) == 3 and last[2]["executor"] == "ray", last
+        assert _pid(last[2]["where"]) not in {actor_pid, _pid(second[0]["where"])}
+        assert [d.get("gate") for d in _events(svc, rid, "gate.finish")] == ["check"] * 3
     assert docker_registry.tags("adapters/ray-a") == [] and docker_registry.tags("adapters/ray-b") == []
