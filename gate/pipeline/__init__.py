@@ -17,8 +17,9 @@ so a service can stream progress.
 
 Where each step lives: ``_request`` (:class:`ReleaseRequest`, :class:`ReleaseResult`),
 ``_events`` (the event stream), ``_staging`` (the bundle directory: lock, staging,
-resume), ``_gates`` (the gates into a verdict), ``_seal`` (seal, sign, publish) and
-``_release`` (:func:`run_release`, which strings them together).
+resume), ``_gates`` (the gates into a verdict), ``_tools`` (the tool versions the
+verdict records), ``_seal`` (seal, sign, publish) and ``_release``
+(:func:`run_release`, which strings them together).
 
 Example::
 
