@@ -18,7 +18,8 @@ concurrently on one warm server (a pool admits at most the contract's
 ``serving.max_loras``; prompt log-prob work takes the server alone where the runtime
 cannot batch it, :mod:`gate.serving._requests`); without pools one at a time. A worker
 dispatches up to that many jobs per actor. Each job's release records where it ran and
-how many jobs that process ran at that moment (its ``job.where`` event).
+how many jobs that process ran at that moment (its ``job.where`` event). The jobs of a Ray
+actor that dies, or that a stopping worker kills, go back to the queue.
 ``GATE_SERVICE_POOLS=0`` turns the pools off (a vLLM boot per release: the
 benchmark's baseline). ``GATE_SERVICE_POOL_IDLE_S`` (default 1800) closes a pool idle that long;
 ``GATE_SERVICE_POOL_MIN_FREE_MB`` (default 4096) closes the least recently used
