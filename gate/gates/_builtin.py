@@ -72,13 +72,23 @@ class EvalGate(Gate):
         # On a warm pool the evaluation is a candidate like the smoke probes: it holds a slot, and
         # its verdict stands only if the canary after it passes on the server it ran on; when the
         # server was restarted meanwhile (this or another candidate poisoned it) it runs again once.
-        for _attempt in (1, 2):
+        # A server that dies under the evaluation (lm-eval's requests fail) is the same case: the
+        # canary restarts it, and the evaluation runs again there instead of ending in an error.
+        for attempt in (1, 2):
+            failure: ServerError | None = None
             with pool.lease(ctx.base_dir) as server:
                 ctx.servers.note_lease(server)
-                generation = pool.generation(ctx.base_dir)
-                report = self._run(ctx, server)
+                try:
+                    report = self._run(ctx, server)
+                except ServerError as exc:
+                    failure = exc
             after = pool.check(ctx.base_dir)
-            if after.ok and pool.generation(ctx.base_dir) == generation:
+            current = pool.is_current(ctx.base_dir, server)
+            if failure is not None:
+                if current or attempt == 2:  # the server it ran on still stands: the failure is the eval's
+                    raise failure
+                continue
+            if after.ok and current:
                 return report
         raise ServerError(
             f"the warm server failed its canary after this candidate's evaluation, twice: {after.reason}",

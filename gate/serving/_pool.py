@@ -152,10 +152,14 @@ class WarmPool:
             slot.uses += 1
             return slot.server
 
-    def generation(self, base_dir: Path) -> int:
-        """The restart count of ``base_dir``'s server (a run compares it before and after)."""
+    def is_current(self, base_dir: Path, server: ServingRuntime) -> bool:
+        """Whether ``server`` is still ``base_dir``'s server: not restarted since it was leased.
+
+        A candidate's verdict stands only if the server it ran on is still the pool's after
+        its canary (a restart means this or another candidate poisoned it, or it died).
+        """
         slot = self._slots.get(Path(base_dir).resolve())
-        return -1 if slot is None else slot.generation
+        return slot is not None and slot.server is server
 
     def _boot(self, key: Path, generation: int = 0) -> Slot:
         # A fresh server whose boot canary fails (or whose reference check could not be made) is
@@ -284,13 +288,20 @@ class WarmPool:
         :attr:`~gate.serving.ServingRuntime.request_lock` alone. The ``lease`` and ``lease_end``
         events record how many candidates held the server (benchmarks, tests).
         """
-        server = self.server(base_dir)
-        slot = self._slots[Path(base_dir).resolve()]
+        key = Path(base_dir).resolve()
         waited = time.monotonic()
-        slot.leases.acquire()
-        with self._lock:
-            slot.active += 1
-            active = slot.active
+        while True:
+            server = self.server(key)
+            slot = self._slots[key]
+            slot.leases.acquire()
+            with self._lock:
+                # A restart while this candidate waited for a slot replaced the server: the slot
+                # it waited on belongs to the stopped one, so it leases again on the fresh server.
+                if self._slots.get(key) is slot:
+                    slot.active += 1
+                    active = slot.active
+                    break
+            slot.leases.release()
         self._event(
             {
                 "event": "lease",

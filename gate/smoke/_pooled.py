@@ -42,7 +42,6 @@ def run_smoke_pooled(
         with pool.lease(base_dir) as server:
             if on_lease is not None:
                 on_lease(server)
-            generation = pool.generation(base_dir)
             report = run_smoke(
                 adapter_dir,
                 pool.contract,
@@ -55,7 +54,7 @@ def run_smoke_pooled(
                 reference=pool.reference(base_dir) if pool.use_reference else None,
             )
         after = pool.check(base_dir)
-        if after.ok and pool.generation(base_dir) != generation:
+        if after.ok and not pool.is_current(base_dir, server):
             # Another candidate poisoned the server while this one ran: this verdict is void too.
             after = CanaryResult(
                 False, "the server was restarted while this candidate ran", math.inf, 0.0, True

@@ -201,3 +201,105 @@ def test_concurrent_evaluations_each_get_a_warm_lm_eval_process_up_to_the_pools_
     third.join(5)
     assert got and got[0] in (a, b)  # and then reuses a warm one
     evaluators.close()
+
+
+class _DyingServer(_CountingServer):
+    """A booted server that answers the canary until it is told it died (then with nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead = False
+
+    def complete(self, model: str, prompt: str, **kwargs: object) -> Completion:
+        if self.dead:
+            self.reads += 1
+            return Completion("", "length", (), 0, 0.0)
+        return super().complete(model, prompt, **kwargs)
+
+
+def _pool_of(servers: list[_CountingServer], contract, tmp_path: Path, monkeypatch) -> WarmPool:  # type: ignore[no-untyped-def]
+    import gate.serving._pool as pool_module
+
+    booted = iter(servers)
+    monkeypatch.setattr(
+        pool_module, "runtime_for", lambda contract: SimpleNamespace(start=lambda *a, **k: next(booted))
+    )
+    one_slot = contract.model_copy(update={"serving": contract.serving.model_copy(update={"max_loras": 1})})
+    return WarmPool(one_slot, log_dir=tmp_path, reference=False)
+
+
+def test_a_candidate_waiting_for_a_slot_while_the_server_restarts_leases_the_fresh_server(
+    smoke_contract,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import threading
+
+    first, fresh = _CountingServer(), _CountingServer()
+    pool = _pool_of([first, fresh], smoke_contract, tmp_path, monkeypatch)
+    got: list[object] = []
+
+    def waiting_candidate() -> None:
+        with pool.lease(tmp_path) as server:
+            got.append(server)
+
+    with pool.lease(tmp_path) as held:
+        assert held is first
+        waiter = threading.Thread(target=waiting_candidate)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()  # the only slot is taken: it waits on the first server's slot
+        pool.restart(tmp_path)  # another candidate's failed canary replaced the server meanwhile
+    waiter.join(5)
+    assert got == [fresh]  # not the stopped server whose slot it had waited on
+    assert pool.is_current(tmp_path, fresh) and not pool.is_current(tmp_path, first)
+
+
+def _eval_context(pool: WarmPool, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from gate.gates import GateContext
+
+    servers = ServerSource(pool.contract, tmp_path, log_dir=tmp_path, pool=pool)
+    return GateContext(tmp_path, pool.contract, tmp_path, tmp_path, servers)
+
+
+def test_an_evaluation_whose_server_dies_under_it_runs_again_on_the_restarted_server(
+    smoke_contract,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from gate.gates._builtin import EvalGate
+
+    dying, fresh = _DyingServer(), _CountingServer()
+    pool = _pool_of([dying, fresh], smoke_contract, tmp_path, monkeypatch)
+    ran_on: list[object] = []
+
+    def run(self: EvalGate, ctx: object, server: object) -> str:
+        ran_on.append(server)
+        if server is dying:
+            dying.dead = True
+            raise ServerError(f"the vLLM server at {dying.url} died during the evaluation")
+        return "report from the fresh server"
+
+    monkeypatch.setattr(EvalGate, "_run", run)
+    assert EvalGate().run(_eval_context(pool, tmp_path)) == "report from the fresh server"
+    assert ran_on == [dying, fresh] and pool.restarts == 1
+
+
+def test_an_evaluation_error_on_a_server_that_still_passes_its_canary_is_the_evaluations_own(
+    smoke_contract,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from gate.gates._builtin import EvalGate
+
+    pool = _pool_of([_CountingServer()], smoke_contract, tmp_path, monkeypatch)
+    calls: list[object] = []
+
+    def run(self: EvalGate, ctx: object, server: object) -> str:
+        calls.append(server)
+        raise ServerError("lm-eval answered 400 to the adapter's requests")
+
+    monkeypatch.setattr(EvalGate, "_run", run)
+    with pytest.raises(ServerError, match="answered 400"):
+        EvalGate().run(_eval_context(pool, tmp_path))
+    assert len(calls) == 1 and pool.restarts == 0  # not retried: the server it ran on stands
