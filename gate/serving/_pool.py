@@ -161,17 +161,17 @@ class WarmPool:
         slot = self._slots.get(Path(base_dir).resolve())
         return slot is not None and slot.server is server
 
-    def _boot(self, key: Path, generation: int = 0) -> Slot:
+    def _boot(self, key: Path) -> Slot:
         # A fresh server whose boot canary fails (or whose reference check could not be made) is
         # replaced once before the candidate that asked for it fails: the canary judges servers,
         # and one bad boot is not yet the base's nor the candidate's fault.
         try:
-            return self._boot_once(key, generation)
+            return self._boot_once(key)
         except BootCanaryFailed as e:
             self._event({"event": "boot_retry", "base_dir": str(key), "reason": e.message})
-            return self._boot_once(key, generation)
+            return self._boot_once(key)
 
-    def _boot_once(self, key: Path, generation: int) -> Slot:
+    def _boot_once(self, key: Path) -> Slot:
         started = time.monotonic()
         server = runtime_for(self.contract).start(
             key, self.contract, log_dir=self.log_dir, ready_timeout=self.ready_timeout
@@ -191,7 +191,6 @@ class WarmPool:
         slot = Slot(
             server=server,
             baseline=baseline,
-            generation=generation,
             leases=threading.BoundedSemaphore(self.contract.serving.max_loras),
         )
         self._slots[key] = slot
@@ -275,7 +274,7 @@ class WarmPool:
             if slot is not None:
                 slot.server.stop()
             self._event({"event": "restart", "base_dir": str(key)})
-            return self._boot(key, generation=(slot.generation + 1) if slot else 0).server
+            return self._boot(key).server
 
     # --- candidates -------------------------------------------------------------------------------
 

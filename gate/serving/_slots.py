@@ -51,8 +51,6 @@ class Slot:
 
     server: ServingRuntime
     baseline: CanaryReading
-    #: Bumped on every restart: a run that saw another generation than it started on is void.
-    generation: int = 0
     loads: int = 0
     #: Bumped when the server is handed out and when a lease ends: "something may have run since".
     uses: int = 0
