@@ -87,6 +87,24 @@ def server_processes(port: int) -> list[int]:
     return found
 
 
+#: vLLM 0.26's model runner (v1/worker/gpu/sample/prompt_logprob.py) computes prompt log-probs in chunks of
+#: 1024 tokens, but the LoRA logits kernels (vLLM wraps the LM head for every adapter, lm_head weights or not)
+#: keep the whole step's per-request row mapping: in the last chunk of a step over 1024 tokens, holding fewer
+#: rows than the step has LoRA requests, they read and write rows past the chunk (vllm-project/vllm#53842,
+#: open). Steps of at most one chunk never do. It fits the engine death of H200 session 3 (CUDA illegal memory
+#: access, surfaced in set_active_loras, while an eval's prompt-log-prob requests shared steps with other
+#: candidates' requests: bench/gpu/h200-session-3-vllm-crash.log).
+CUDA_MAX_BATCHED_TOKENS = 1024
+
+#: vLLM 0.26's engine reuses its output buffer once ZMQ reports the LAST frame sent, which is a small tensor
+#: frame ZMQ copied at once, while a payload over 64 KiB is still in flight zero-copy: the API server then
+#: decodes a frame overwritten by the next output and shuts down (vllm-project/vllm#50053, not in 0.26.0).
+#: That is the symptom of H200 session 4 ("msgspec.DecodeError: MessagePack data is malformed: trailing
+#: characters", bench/gpu/h200-session-4-vllm-crash.log). With every tensor inlined the payload is the only
+#: frame, and the tracker vLLM waits on is the payload's own.
+CUDA_MSGPACK_INLINE = {"VLLM_MSGPACK_ZERO_COPY_THRESHOLD": str(1 << 40)}
+
+
 def server_argv(
     python: Path, base_dir: Path, contract: Contract, *, port: int, served_model: str, cuda: bool
 ) -> list[str]:
@@ -119,6 +137,8 @@ def server_argv(
     if not cuda:
         # 2 cores / 24 GiB: a small KV cache (VLLM_CPU_KVCACHE_SPACE) and memory share (NOTES.md).
         argv += ["--gpu-memory-utilization", "0.15"]
+    else:
+        argv += ["--max-num-batched-tokens", str(CUDA_MAX_BATCHED_TOKENS)]
     return argv
 
 
@@ -139,6 +159,8 @@ def server_environ(env: Env, *, cuda: bool, port: int) -> dict[str, str]:
     }
     if not cuda:
         extra["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+    else:
+        extra.update(CUDA_MSGPACK_INLINE)
     return env.environ(extra)
 
 

@@ -10,6 +10,7 @@ import pytest
 from gate.envs import ensure
 from gate.serving import GPU_VLLM, server_argv, vllm_env_spec
 from gate.serving import _env as serving_env
+from gate.serving._server import server_environ
 
 
 def _flag(argv: list[str], name: str) -> str:
@@ -34,6 +35,20 @@ def test_cuda_server_gets_no_cpu_only_flags(smoke_contract, tmp_path: Path) -> N
     argv = server_argv(Path("python3"), tmp_path, smoke_contract, port=8123, served_model="base", cuda=True)
     assert "--gpu-memory-utilization" not in argv
     assert "--enable-lora" in argv
+
+
+def test_cuda_server_steps_stay_within_one_prompt_logprob_chunk_and_inline_its_output_tensors(
+    smoke_contract, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The two vLLM 0.26 engine deaths of the H200 sessions (gate/serving/_server.py says which bug each is).
+    gpu = server_argv(Path("python3"), tmp_path, smoke_contract, port=8123, served_model="base", cuda=True)
+    cpu = server_argv(Path("python3"), tmp_path, smoke_contract, port=8123, served_model="base", cuda=False)
+    assert _flag(gpu, "--max-num-batched-tokens") == "1024"
+    assert "--max-num-batched-tokens" not in cpu
+    monkeypatch.setenv("GATE_PYTHON_VLLM", sys.executable)
+    env = ensure(vllm_env_spec())
+    assert int(server_environ(env, cuda=True, port=8123)["VLLM_MSGPACK_ZERO_COPY_THRESHOLD"]) >= 1 << 40
+    assert "VLLM_MSGPACK_ZERO_COPY_THRESHOLD" not in server_environ(env, cuda=False, port=8123)
 
 
 def test_cuda_host_uses_the_configured_vllm_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
