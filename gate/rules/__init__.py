@@ -30,7 +30,18 @@ __all__ = ["CheckContext", "Finding", "Hit", "Rule", "Severity", "all_rules", "l
 Severity = Literal["error", "warning"]
 
 #: Rule modules, in the order their findings are reported.
-_MODULES = ("runtime", "files", "config", "weights", "tokenizer", "template", "base")
+_MODULES = (
+    "runtime",
+    "files",
+    "config",
+    "ranks",
+    "features",
+    "targets",
+    "weights",
+    "tokenizer",
+    "template",
+    "base",
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ def rule(
 
 
 def all_rules() -> list[Rule]:
-    """Every rule, in report order (runtime, files, config, weights, tokenizer, template, base)."""
+    """Every rule, in report order (the modules of ``_MODULES``, each in its own order)."""
     for name in _MODULES:
         importlib.import_module(f"gate.rules.{name}")
     if not _RULES:  # a gate with no rules would pass everything

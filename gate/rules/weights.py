@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from gate.rules import CheckContext, Hit, rule
+from gate.rules._config_read import lora_modules
 from gate.rules._context import WEIGHTS
 from gate.rules._tensors import (
     Classified,
@@ -18,7 +19,6 @@ from gate.rules._tensors import (
     _silent_base,
     classify,
 )
-from gate.rules.config import lora_modules
 from gate.vllm_support import versions_text
 
 __all__ = ["Classified", "LoraTensor", "classify"]
