@@ -31,9 +31,10 @@ from gate.service.archives import ArchiveError
 from gate.service.auth import OIDCVerifier
 from gate.service.bodies import BoundedRequest
 from gate.service.db import async_engine, async_sessions, migrate, sqlite_file, sync_engine
+from gate.service.domain.audit import AuditController
 from gate.service.domain.contracts import ContractController
 from gate.service.domain.pilots import PilotController, PilotUIController
-from gate.service.domain.releases import AuditController, ReleaseController
+from gate.service.domain.releases import ReleaseController
 from gate.service.domain.resolutions import ResolutionController
 from gate.service.domain.system import RunController, SystemController, TokenController
 from gate.service.domain.ui import LoginController, UIController

@@ -26,7 +26,7 @@ from gate.console import atomic_write_text
 from gate.errors import InputError
 from gate.pilot import PilotMatrix, render_fragment
 from gate.service.auth import Principal
-from gate.service.domain.releases import TooLarge
+from gate.service.domain.submissions import TooLarge
 from gate.service.guards import requires
 from gate.service.state import app_state
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
-from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
-from sqlalchemy import func, select
+from litestar.response import ServerSentEvent
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gate.errors import InputError
@@ -28,64 +23,16 @@ from gate.service.auth import Principal
 from gate.service.domain import actions
 from gate.service.domain.actions import Conflict
 from gate.service.domain.contracts import find_contract
+from gate.service.domain.events import event_stream, last_event_id
 from gate.service.domain.queries import MAX_ID, ReleaseFilter, check_id, page_json, read_release, release_json
-from gate.service.domain.schemas import AuditRead, PromoteRequest, ReleaseRead, ReleaseSubmit
+from gate.service.domain.run_records import read_run_record
+from gate.service.domain.schemas import PromoteRequest, ReleaseRead, ReleaseSubmit
+from gate.service.domain.submissions import TooLarge, check_ids, resolve_reference
 from gate.service.guards import db, requires
-from gate.service.models import TERMINAL_STATUSES, AuditEntry, Event, GateResult, Job, Release
-from gate.service.settings import Settings
+from gate.service.models import GateResult, Release
 from gate.service.state import AppState, app_state
 
-__all__ = [
-    "AuditController",
-    "ReleaseController",
-    "audit_entries",
-    "load_release",
-    "read_run_record",
-    "status_counts",
-]
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-# An OCI tag: what the version becomes in the registry reference.
-_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
-
-
-class TooLarge(ClientException):
-    """413: the upload is over the limit."""
-
-    status_code = HTTP_413_REQUEST_ENTITY_TOO_LARGE
-
-
-def _check_ids(name: str, version: str) -> None:
-    if not _NAME.match(name):
-        raise InputError(
-            f"release name {name!r} is not allowed", hint="lowercase letters, digits, '.', '_', '-'"
-        )
-    if not _VERSION.match(version):
-        raise InputError(
-            f"release version {version!r} is not a valid OCI tag", hint="e.g. 1.2.0 or 2026-11-28.1"
-        )
-
-
-def _resolve_reference(settings: Settings, raw: str) -> Path:
-    """A run directory the caller named: it must resolve inside one of the allowed roots."""
-    if not settings.allowed_roots:
-        raise InputError(
-            "this server accepts no run references",
-            hint="upload an archive, or set GATE_SERVICE_ALLOWED_ROOTS",
-        )
-    path = Path(raw)
-    if not path.is_absolute():
-        raise InputError(f"run reference {raw!r} must be an absolute path on the server")
-    real = path.resolve()
-    roots = [r.resolve() for r in settings.allowed_roots]
-    if not any(real == r or r in real.parents for r in roots):
-        raise InputError(
-            f"run {raw!r} is outside the directories this server may read",
-            hint="allowed: " + ", ".join(str(r) for r in roots),
-        )
-    if not (real / "run.json").is_file():
-        raise InputError(f"{raw} is not a training run directory (no run.json)")
-    return real
+__all__ = ["ReleaseController", "load_release"]
 
 
 async def load_release(s: AsyncSession, release_id: int) -> Release:
@@ -95,17 +42,6 @@ async def load_release(s: AsyncSession, release_id: int) -> Release:
     if r is None:
         raise NotFoundException(f"no release {release_id}")
     return r
-
-
-def _last_event_id(raw: str) -> int | None:
-    """The SSE ``Last-Event-ID`` header as an event id; anything else is a 400 (never a 500)."""
-    if not raw:
-        return None
-    if len(raw) > 19 or not raw.isascii() or not raw.isdigit():
-        raise InputError(
-            f"Last-Event-ID {raw[:40]!r} is not an event id (a decimal integer of at most 19 digits)"
-        )
-    return int(raw)
 
 
 async def _exists(s: AsyncSession, name: str, version: str) -> str | None:
@@ -134,9 +70,9 @@ class ReleaseController(Controller):
     async def submit(self, request: Request[Principal, Any, Any], data: ReleaseSubmit) -> ReleaseRead:
         """Submit a run the server can read (a directory under an allowed root)."""
         st = app_state(request)
-        _check_ids(data.name, data.version)
+        check_ids(data.name, data.version)
         contract = await anyio.to_thread.run_sync(find_contract, st.settings, data.contract)
-        run_dir = _resolve_reference(st.settings, data.run)
+        run_dir = resolve_reference(st.settings, data.run)
         s = db(request)
         rid = await actions.create_release(
             s,
@@ -161,7 +97,7 @@ class ReleaseController(Controller):
     ) -> ReleaseRead:
         """Submit a run as a tar(.gz) or zip archive in the body, streamed to disk with a size limit."""
         st = app_state(request)
-        _check_ids(name, version)
+        check_ids(name, version)
         limits = st.settings.archive
         declared = request.headers.get("content-length", "")
         if declared and (not declared.isdigit() or len(declared) > 19):
@@ -275,12 +211,12 @@ class ReleaseController(Controller):
     ) -> ServerSentEvent:
         """Server-sent events of the release: every stored event, then live ones until it is done."""
         st = app_state(request)
-        last = _last_event_id(request.headers.get("last-event-id", ""))
+        last = last_event_id(request.headers.get("last-event-id", ""))
         s = db(request)
         await load_release(s, release_id)
         # The stream polls with sessions of its own; the request's one must not hold a connection for hours.
         await s.close()
-        return ServerSentEvent(_event_stream(st, release_id, after if last is None else last, follow))
+        return ServerSentEvent(event_stream(st, release_id, after if last is None else last, follow))
 
     @post("/{release_id:int}/approve", opt=requires("approve"), status_code=200)
     async def approve(self, request: Request[Principal, Any, Any], release_id: int) -> ReleaseRead:
@@ -316,102 +252,3 @@ class ReleaseController(Controller):
 
 def _count_submit(st: AppState) -> None:
     st.metrics.submitted.inc()
-
-
-async def _event_stream(st: AppState, release_id: int, after: int, follow: bool) -> AsyncIterator[Any]:
-    last = after
-    while True:
-        async with st.sessions() as s:
-            rows = (
-                await s.scalars(
-                    select(Event)
-                    .where(Event.release_id == release_id, Event.id > last)
-                    .order_by(Event.id)
-                    .limit(500)
-                )
-            ).all()
-            status = await s.scalar(select(Release.status).where(Release.id == release_id))
-        for ev in rows:
-            last = ev.id
-            yield ServerSentEventMessage(data=json.dumps(ev.data, default=str), event=ev.kind, id=ev.id)
-        if not rows and (not follow or status in TERMINAL_STATUSES or status == "awaiting_approval"):
-            yield ServerSentEventMessage(data=json.dumps({"event": "end", "status": status}), event="end")
-            return
-        if not rows:
-            await asyncio.sleep(0.5)
-
-
-_MAX_RUN_JSON = 8 << 20
-
-
-def read_run_record(run_dir: Path) -> dict[str, Any]:
-    """run.json of a run directory (bounded; a symlinked run.json is refused)."""
-    path = run_dir / "run.json"
-    if path.is_symlink() or not path.is_file():
-        raise NotFoundException(f"{run_dir} has no run.json")
-    with path.open("rb") as fh:
-        raw = fh.read(_MAX_RUN_JSON + 1)
-    if len(raw) > _MAX_RUN_JSON:
-        raise InputError(f"{path} is larger than {_MAX_RUN_JSON} bytes")
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        raise InputError(f"{path} is not JSON: {e}") from e
-    return data if isinstance(data, dict) else {"value": data}
-
-
-class AuditController(Controller):
-    """``/api/audit``: the append-only audit log."""
-
-    path = "/api/audit"
-    opt = requires("read")
-    tags = ["audit"]  # noqa: RUF012
-
-    @get("/")
-    async def read_all(
-        self,
-        request: Request[Principal, Any, Any],
-        release_id: int | None = Parameter(default=None, ge=1, le=MAX_ID),
-        limit: int = Parameter(default=200, ge=1, le=5000),
-        offset: int = Parameter(default=0, ge=0, le=MAX_ID),
-    ) -> list[AuditRead]:
-        """Audit entries, oldest first."""
-        return await audit_entries(db(request), release_id=release_id, limit=limit, offset=offset)
-
-
-async def audit_entries(
-    s: AsyncSession,
-    *,
-    release_id: int | None = None,
-    limit: int = 200,
-    offset: int = 0,
-    newest_first: bool = False,
-) -> list[AuditRead]:
-    """A page of the audit log (of one release, when given)."""
-    order = AuditEntry.id.desc() if newest_first else AuditEntry.id
-    q = select(AuditEntry).order_by(order).limit(limit).offset(offset)
-    if release_id is not None:
-        q = q.where(AuditEntry.release_id == release_id)
-    return [
-        AuditRead(
-            id=a.id,
-            ts=a.ts,
-            actor=a.actor,
-            action=a.action,
-            release_id=a.release_id,
-            name=a.name,
-            version=a.version,
-            digest=a.digest,
-            detail=a.detail,
-        )
-        for a in (await s.scalars(q)).all()
-    ]
-
-
-async def status_counts(s: AsyncSession) -> tuple[dict[str, int], dict[str, int]]:
-    """(releases by status, jobs by status)."""
-    rel = dict(
-        (await s.execute(select(Release.status, func.count()).group_by(Release.status))).tuples().all()
-    )
-    jobs = dict((await s.execute(select(Job.status, func.count()).group_by(Job.status))).tuples().all())
-    return rel, jobs

@@ -7,13 +7,13 @@ from typing import Any
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
-from sqlalchemy import literal_column, select, update
+from sqlalchemy import func, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gate.service.auth import Principal, issue_token
-from gate.service.domain.releases import status_counts
 from gate.service.domain.schemas import TokenCreate, TokenCreated, TokenRead
 from gate.service.guards import db, requires
-from gate.service.models import ApiToken, Release
+from gate.service.models import ApiToken, Job, Release
 from gate.service.reader import Prepared
 from gate.service.state import app_state
 
@@ -22,6 +22,15 @@ __all__ = ["RunController", "SystemController", "TokenController"]
 
 # On the connection the API's reads use (gate.service.reader).
 _PING = Prepared(lambda _: select(literal_column("1")))
+
+
+async def _status_counts(s: AsyncSession) -> tuple[dict[str, int], dict[str, int]]:
+    """(releases by status, jobs by status)."""
+    rel = dict(
+        (await s.execute(select(Release.status, func.count()).group_by(Release.status))).tuples().all()
+    )
+    jobs = dict((await s.execute(select(Job.status, func.count()).group_by(Job.status))).tuples().all())
+    return rel, jobs
 
 
 class SystemController(Controller):
@@ -48,7 +57,7 @@ class SystemController(Controller):
     async def metrics(self, request: Request[Any, Any, Any]) -> bytes:
         """Prometheus exposition."""
         st = app_state(request)
-        rel, jobs = await status_counts(db(request))
+        rel, jobs = await _status_counts(db(request))
         st.metrics.releases.clear()
         for k, v in rel.items():
             st.metrics.releases.labels(k).set(v)

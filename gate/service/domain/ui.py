@@ -26,9 +26,10 @@ from gate.service.auth import AuthError, Principal, allows, lookup_token
 from gate.service.channels import CHANNELS
 from gate.service.charts import bar_comparison_svg, eval_rows, line_chart_svg, loss_points
 from gate.service.domain import actions
+from gate.service.domain.audit import audit_entries
 from gate.service.domain.contracts import list_contracts
 from gate.service.domain.queries import MAX_ID, STATUSES, ReleaseFilter, list_releases, read_release
-from gate.service.domain.releases import audit_entries, read_run_record
+from gate.service.domain.run_records import read_run_record
 from gate.service.domain.schemas import ReleaseRead
 from gate.service.evidence import tables_for
 from gate.service.guards import COOKIE, csrf_token, db, requires
