@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench._cpu_account import CpuAccount  # noqa: E402
 from gate.console import atomic_write_json  # noqa: E402
 from tests.fixtures.registry import running_registry  # noqa: E402
 from tests.fixtures.service import _Services  # noqa: E402
@@ -142,6 +143,7 @@ def run_mode(
 
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
+    account = CpuAccount().start()
     with _service(work / mode, runs, registry, pools=mode == "warm") as svc, svc.client("submit") as c:
         # Every candidate submitted at once, as a team releasing a batch would: the worker gates
         # them concurrently on its warm pool (cold: one boot per release, one release at a time).
@@ -174,6 +176,7 @@ def run_mode(
             )
         total = round(time.monotonic() - started, 1)
         data_dir = svc.settings.data_dir
+    account.stop()
     boots = len(list(data_dir.rglob("vllm-*.log")))
     # Read after the service stopped: the pool writes how long its server ran work alone when it closes.
     pool_events = [
@@ -185,6 +188,7 @@ def run_mode(
     canaries = [e for e in pool_events if e.get("event") == "canary"]
     leases = [e for e in pool_events if e.get("event") == "lease"]
     stops = [e for e in pool_events if e.get("event") == "server_stop"]
+    ready = [float(e["at"]) for e in pool_events if e.get("event") == "boot_canary" and "at" in e]
     return {
         "releases": rows,
         "total_s": total,
@@ -194,6 +198,9 @@ def run_mode(
         "most_candidates_at_once": max((int(e.get("active") or 0) for e in leases), default=0),
         "exclusive_s": round(sum(float(e.get("exclusive_s") or 0) for e in stops), 2) if stops else None,
         "exclusive_count": sum(int(e.get("exclusive_count") or 0) for e in stops) if stops else None,
+        "cpu_s": account.summary(),
+        # The warm pool's floor: what vLLM's one-thread CPU worker spent once the pool was ready.
+        "vllm_worker_cpu_after_ready_s": account.cpu_after("vllm_worker", ready[0]) if ready else None,
         "pool_events": pool_events,
     }
 
