@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gate.contract import Contract
-from tests.fixtures.arch import ARCHS, TinyBase, gate_cli
+from tests.fixtures.arch import ARCHS, ArchServers, TinyBase, gate_cli
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "arch"
@@ -95,7 +95,7 @@ AGREES = {"refused": {"error"}, "noop": {"error", "warning"}, "accepted": {"pass
 
 @pytest.fixture(scope="session")
 def dying_server_verdicts(
-    served_base: TinyBase, arch_contract: Path, tmp_path_factory: pytest.TempPathFactory
+    served_base: TinyBase, arch_contract: Path, arch_servers: ArchServers
 ) -> dict[str, tuple[str, str]]:
     """vLLM's verdict on every adapter of a base whose engine dies on a LoRA request: one boot.
 
@@ -103,14 +103,11 @@ def dying_server_verdicts(
     then one request with the clean adapter loaded; the engine's death is the verdict for every
     adapter vLLM loaded. ``"_death"`` holds the log's error line.
     """
-    from gate.serving import VLLMServer
-
-    contract = Contract.from_yaml(arch_contract)
-    log_dir = tmp_path_factory.mktemp(f"vllm-{served_base.arch}")
     out: dict[str, tuple[str, str]] = {}
     loaded: list[str] = []
     clean: str | None = None
-    with VLLMServer.start(served_base.base_dir, contract, log_dir=log_dir) as server:
+    server = arch_servers.server(served_base.arch)  # booted ahead, nothing loaded into it yet
+    try:
         with server.client(timeout=120.0) as client:
             for fault in ("clean", *FAULTS):
                 name = f"oracle-{uuid.uuid4().hex[:8]}"
@@ -130,6 +127,8 @@ def dying_server_verdicts(
                 died = str(e)[:200]
         dead = not server.alive()
         tail = server.log_tail(400)
+    finally:
+        arch_servers.stop(served_base.arch)
     # the engine's death is the last worker failure in the log (refused loads logged theirs before)
     failures = [line for line in tail.splitlines() if "Worker failed with error" in line]
     error = failures[-1].split("RuntimeError:", 1)[-1] if failures else ""
