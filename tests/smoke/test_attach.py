@@ -15,18 +15,34 @@ from gate.errors import ServerError
 from gate.gates import run_one
 from gate.serving import VLLMServer
 from gate.smoke import SmokeReport
+from tests.fixtures.serving import BootsAhead
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def other_server(
-    smoke_contract, base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[VLLMServer]:  # type: ignore[no-untyped-def]
+def _start_other_server(log_dir: Path) -> VLLMServer:
+    """The SmolLM2 base served with the default contract's limits changed to rank 8, 2 LoRAs."""
+    from gate.base_model import cached_smollm2
+    from gate.contract import Contract
+    from gate.resources import default_contract
+
+    smoke_contract = Contract.from_yaml(default_contract())
     serving = smoke_contract.serving.model_copy(update={"max_lora_rank": 8, "max_loras": 2})
     contract = smoke_contract.model_copy(update={"serving": serving})
-    with VLLMServer.start(base_model_dir, contract, log_dir=tmp_path_factory.mktemp("other-vllm")) as server:
+    return VLLMServer.start(cached_smollm2(), contract, log_dir=log_dir)
+
+
+#: Booted in the background a few modules before this one (tests/fixtures/serving.py, BootsAhead).
+BOOT_AHEAD = {"other_server": _start_other_server}
+
+
+@pytest.fixture(scope="module")
+def other_server(request: pytest.FixtureRequest, boots_ahead: BootsAhead) -> Iterator[VLLMServer]:
+    server = boots_ahead.take(request.module, "other_server")
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 def test_a_server_with_other_lora_limits_is_refused_naming_each_limit(
