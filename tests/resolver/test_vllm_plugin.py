@@ -22,7 +22,7 @@ from gate.resources import default_contract
 from gate.signing import generate_key
 from tests.fixtures.bundles import signed_release
 from tests.fixtures.registry import DockerRegistry
-from tests.fixtures.serving import write_lora
+from tests.fixtures.serving import BackgroundBoot, write_lora
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +121,7 @@ def served(  # type: ignore[no-untyped-def]
         args += ["--adapter", f"{case}={docker_registry.ref(f'rel/{case}')}"]
     assert main(args) == 0
     env = {"VLLM_PLUGINS": "gate", "GATE_RESOLVER_CONFIG": str(config)}
+    BackgroundBoot.wait_all()  # servers booting ahead must not inherit the plugin's settings
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     contract = Contract.from_yaml(default_contract())
