@@ -121,7 +121,7 @@ def served(  # type: ignore[no-untyped-def]
         args += ["--adapter", f"{case}={docker_registry.ref(f'rel/{case}')}"]
     assert main(args) == 0
     env = {"VLLM_PLUGINS": "gate", "GATE_RESOLVER_CONFIG": str(config)}
-    BackgroundBoot.wait_all()  # servers booting ahead must not inherit the plugin's settings
+    BackgroundBoot.wait_spawned_all()  # servers booting ahead must not inherit the plugin's settings
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     contract = Contract.from_yaml(default_contract())
