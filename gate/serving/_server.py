@@ -91,9 +91,10 @@ def server_processes(port: int) -> list[int]:
 #: 1024 tokens, but the LoRA logits kernels (vLLM wraps the LM head for every adapter, lm_head weights or not)
 #: keep the whole step's per-request row mapping: in the last chunk of a step over 1024 tokens, holding fewer
 #: rows than the step has LoRA requests, they read and write rows past the chunk (vllm-project/vllm#53842,
-#: open). Steps of at most one chunk never do. It fits the engine death of H200 session 3 (CUDA illegal memory
-#: access, surfaced in set_active_loras, while an eval's prompt-log-prob requests shared steps with other
-#: candidates' requests: bench/gpu/h200-session-3-vllm-crash.log).
+#: open). Steps of at most one chunk never do. This was the engine death of H200 session 3 (CUDA illegal
+#: memory access, surfaced in set_active_loras: bench/gpu/h200-session-3-vllm-crash.log);
+#: bench/gpu/repro_vllm_53842.py gets it on an H200 in seconds at vLLM's default 8192 tokens per step, and
+#: not with this limit.
 CUDA_MAX_BATCHED_TOKENS = 1024
 
 #: vLLM 0.26's engine reuses its output buffer once ZMQ reports the LAST frame sent, which is a small tensor
