@@ -15,10 +15,10 @@ Example::
 
 Layout: :mod:`._runtime` (the interface and the registry), :mod:`._server` (vLLM),
 :mod:`._verify` (an attached server checked against the contract), :mod:`._client`
-(HTTP), :mod:`._requests` (per-server request serialization), :mod:`._pool` (the warm
-pool) with :mod:`._canary`, :mod:`._slots` and :mod:`._hotload`, :mod:`._pools` (the pools
-a service keeps), :mod:`._reference` (the warm transformers + PEFT reference),
-:mod:`._env` (the isolated environments).
+(HTTP) with :mod:`._answers` (what vLLM answers, typed), :mod:`._requests` (per-server
+request serialization), :mod:`._pool` (the warm pool) with :mod:`._canary`, :mod:`._slots`
+and :mod:`._hotload`, :mod:`._pools` (the pools a service keeps), :mod:`._reference` (the
+warm transformers + PEFT reference), :mod:`._env` (the isolated environments).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gate.serving._answers import Completion, LoadResult, ModelCard, StreamTiming, TokenLogprob
 from gate.serving._canary import Canary, CanaryReading, CanaryResult
-from gate.serving._client import Completion, LoadResult, ModelCard, StreamTiming, TokenLogprob, VLLMClient
+from gate.serving._client import VLLMClient
 from gate.serving._env import CPU_VLLM, GPU_VLLM, reference_env_spec, vllm_env_spec
 from gate.serving._hotload import HotLoad, candidate_name, scan_adapter_weights
 from gate.serving._pool import WarmPool

@@ -1,8 +1,8 @@
 """A small typed client for the OpenAI-compatible endpoints of a vLLM server.
 
 Only what the gates use: health, the model list, runtime LoRA loading and
-unloading (vLLM's own error text is kept, it is the most useful diagnosis a
-user gets), and greedy chat/text completions with token ids and log-probs.
+unloading, and greedy chat/text completions with token ids and log-probs. The
+answers and how they are read from vLLM's JSON are :mod:`._answers`.
 """
 
 from __future__ import annotations
@@ -12,88 +12,29 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from gate.errors import ServerError
+from gate.serving._answers import (
+    Completion,
+    LoadResult,
+    ModelCard,
+    StreamTiming,
+    chat_answer,
+    error_message,
+    first_choice,
+    number,
+    text_answer,
+)
 from gate.serving._requests import RequestLock
 from gate.serving._runtime import PromptLogprobs
 
-__all__ = ["Completion", "LoadResult", "ModelCard", "StreamTiming", "TokenLogprob", "VLLMClient"]
+__all__ = ["VLLMClient"]
 
 #: Bound on any answer gate reads from a server (a completion of a few hundred tokens is a few KB).
 _MAX_BODY = 8 << 20
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """One entry of ``GET /v1/models``: the base model or a loaded adapter."""
-
-    id: str
-    parent: str | None
-    root: str | None
-    max_model_len: int | None = None
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """The outcome of ``POST /v1/load_lora_adapter``, with vLLM's own message."""
-
-    ok: bool
-    status_code: int
-    message: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One generated token: its id, text, log-probability and the top alternatives."""
-
-    token_id: int | None
-    text: str
-    logprob: float
-    top: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One greedy answer from ``/v1/chat/completions`` or ``/v1/completions``."""
-
-    text: str
-    finish_reason: str | None
-    tokens: tuple[TokenLogprob, ...]
-    completion_tokens: int
-    seconds: float
-
-    @property
-    def token_ids(self) -> list[int]:
-        """Generated token ids (needs ``return_tokens_as_token_ids``)."""
-        return [t.token_id for t in self.tokens if t.token_id is not None]
-
-    def finite(self) -> bool:
-        """Whether every returned log-probability is a finite number."""
-        return all(
-            math.isfinite(t.logprob) and all(math.isfinite(v) for v in t.top.values()) for t in self.tokens
-        )
-
-
-@dataclass(frozen=True)
-class StreamTiming:
-    """Latency of one streamed answer."""
-
-    ttft_s: float
-    total_s: float
-    completion_tokens: int
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Decode throughput after the first token (the first token is TTFT's)."""
-        decode = self.total_s - self.ttft_s
-        if self.completion_tokens <= 1 or decode <= 0:
-            return 0.0
-        return (self.completion_tokens - 1) / decode
 
 
 class VLLMClient:
@@ -230,14 +171,14 @@ class VLLMClient:
             start = time.monotonic()
             data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
             seconds = time.monotonic() - start
-        choice = _first_choice(data, "/v1/completions")
+        choice = first_choice(data, "/v1/completions")
         raw = choice.get("prompt_logprobs")
         if not isinstance(raw, list) or len(raw) != len(token_ids):
             raise ServerError(f"vLLM at {self.url} returned no usable prompt_logprobs for {model}")
         values: list[float] = []
         for position, entry in enumerate(raw[1:], start=1):
             item = entry.get(str(int(token_ids[position]))) if isinstance(entry, dict) else None
-            values.append(_num(item.get("logprob")) if isinstance(item, dict) else math.nan)
+            values.append(number(item.get("logprob")) if isinstance(item, dict) else math.nan)
         return PromptLogprobs(tuple(int(t) for t in token_ids), tuple(values), seconds)
 
     def load_adapter(self, name: str, path: str) -> LoadResult:
@@ -287,21 +228,7 @@ class VLLMClient:
             start = time.monotonic()
             data = self._json(self._request("POST", "/v1/chat/completions", body), "/v1/chat/completions")
             seconds = time.monotonic() - start
-        choice = _first_choice(data, "/v1/chat/completions")
-        message = choice.get("message") or {}
-        text = message.get("content") if isinstance(message, dict) else None
-        tokens: list[TokenLogprob] = []
-        content = (choice.get("logprobs") or {}).get("content") or []
-        for item in content:
-            top = {str(t.get("token")): _num(t.get("logprob")) for t in item.get("top_logprobs") or []}
-            tokens.append(_token(str(item.get("token", "")), _num(item.get("logprob")), top))
-        return Completion(
-            text=text if isinstance(text, str) else "",
-            finish_reason=choice.get("finish_reason"),
-            tokens=tuple(tokens),
-            completion_tokens=_usage(data, len(tokens)),
-            seconds=seconds,
-        )
+        return chat_answer(data, seconds)
 
     def complete(
         self,
@@ -328,24 +255,7 @@ class VLLMClient:
             start = time.monotonic()
             data = self._json(self._request("POST", "/v1/completions", body), "/v1/completions")
             seconds = time.monotonic() - start
-        choice = _first_choice(data, "/v1/completions")
-        lp = choice.get("logprobs") or {}
-        names = lp.get("tokens") or []
-        values = lp.get("token_logprobs") or []
-        tops = lp.get("top_logprobs") or []
-        tokens = []
-        for i, name in enumerate(names):
-            top_raw = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
-            top = {str(k): _num(v) for k, v in top_raw.items()}
-            tokens.append(_token(str(name), _num(values[i] if i < len(values) else None), top))
-        text = choice.get("text")
-        return Completion(
-            text=text if isinstance(text, str) else "",
-            finish_reason=choice.get("finish_reason"),
-            tokens=tuple(tokens),
-            completion_tokens=_usage(data, len(tokens)),
-            seconds=seconds,
-        )
+        return text_answer(data, seconds)
 
     def stream_timing(
         self, model: str, messages: Sequence[Mapping[str, str]], *, max_tokens: int
@@ -397,50 +307,3 @@ class VLLMClient:
         return StreamTiming(
             ttft_s=first if first is not None else total, total_s=total, completion_tokens=tokens
         )
-
-
-def error_message(response: httpx.Response) -> str:
-    """vLLM's own error text from an error response (``{"error": {"message": ...}}`` or similar)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text.strip()[:2000] or f"HTTP {response.status_code}"
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])[:2000]
-        for key in ("message", "detail"):
-            if isinstance(data.get(key), str):
-                return str(data[key])[:2000]
-    return json.dumps(data)[:2000]
-
-
-def _first_choice(data: Mapping[str, Any], path: str) -> dict[str, Any]:
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise ServerError(f"vLLM answered {path} without choices: {json.dumps(data)[:300]}")
-    return choices[0]
-
-
-def _num(value: object) -> float:
-    # Poisoned servers send NaN (or null where JSON refuses NaN): keep it visible as NaN.
-    if isinstance(value, int | float):
-        return float(value)
-    return math.nan
-
-
-def _token(name: str, logprob: float, top: Mapping[str, float]) -> TokenLogprob:
-    token_id: int | None = None
-    if name.startswith("token_id:"):
-        try:
-            token_id = int(name.removeprefix("token_id:"))
-        except ValueError:
-            token_id = None
-    return TokenLogprob(token_id=token_id, text=name, logprob=logprob, top=dict(top))
-
-
-def _usage(data: Mapping[str, Any], fallback: int) -> int:
-    usage = data.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-        return int(usage["completion_tokens"])
-    return fallback

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gate.errors import InputError
-from gate.serving._client import LoadResult
+from gate.serving._answers import LoadResult
 from gate.serving._runtime import ServingRuntime
 
 __all__ = ["WEIGHTS_FILE", "HotLoad", "candidate_name", "hot_load", "scan_adapter_weights"]

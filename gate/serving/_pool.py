@@ -47,8 +47,8 @@ from typing import Any, Protocol, TypeVar
 
 from gate.contract import Contract
 from gate.errors import ServerError
+from gate.serving._answers import LoadResult
 from gate.serving._canary import Canary, CanaryReading, CanaryResult
-from gate.serving._client import LoadResult
 from gate.serving._hotload import HotLoad, candidate_name, hot_load
 from gate.serving._reference import ReferenceProcess
 from gate.serving._runtime import ServingRuntime, runtime_for

@@ -31,7 +31,7 @@ from gate.serving._requests import RequestLock
 
 if TYPE_CHECKING:
     from gate.contract import Contract
-    from gate.serving._client import Completion, LoadResult, ModelCard, StreamTiming
+    from gate.serving._answers import Completion, LoadResult, ModelCard, StreamTiming
 
 __all__ = ["RUNTIMES", "PromptLogprobs", "ServerFacts", "ServingRuntime", "runtime_for"]
 

@@ -26,7 +26,8 @@ from gate.contract import Contract
 from gate.envs import Env, ensure, has_cuda
 from gate.errors import ServerError
 from gate.proc import kill_group, spawn
-from gate.serving._client import Completion, LoadResult, ModelCard, StreamTiming, VLLMClient
+from gate.serving._answers import Completion, LoadResult, ModelCard, StreamTiming
+from gate.serving._client import VLLMClient
 from gate.serving._env import vllm_env_spec
 from gate.serving._runtime import PromptLogprobs, ServerFacts, ServingRuntime
 

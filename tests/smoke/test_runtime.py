@@ -12,7 +12,7 @@ from gate.errors import InputError, ServerError
 from gate.gates import GATES, ServerSource, gates_named
 from gate.safetensors_io import read_header
 from gate.serving import RUNTIMES, VLLMServer, WarmPool, candidate_name, pool_key, runtime_for
-from gate.serving._client import Completion, TokenLogprob
+from gate.serving._answers import Completion, TokenLogprob
 from gate.serving._verify import parse_max_loras, write_probe_adapter
 from gate.smoke import judge_positions
 from tests.fixtures.serving import write_lora
