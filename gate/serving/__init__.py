@@ -13,11 +13,12 @@ Example::
         with pool.candidate(adapter_dir, base_dir=base_dir) as loaded:
             print(loaded.result.ok, loaded.result.message)
 
-Layout: :mod:`._runtime` (the interface and the registry), :mod:`._server` (vLLM),
-:mod:`._verify` (an attached server checked against the contract), :mod:`._client`
-(HTTP) with :mod:`._answers` (what vLLM answers, typed), :mod:`._requests` (per-server
-request serialization), :mod:`._pool` (the warm pool) with :mod:`._canary`, :mod:`._slots`
-and :mod:`._hotload`, :mod:`._pools` (the pools a service keeps), :mod:`._reference` (the
+Layout: :mod:`._runtime` (the interface and the registry), :mod:`._server` (vLLM) with
+:mod:`._launch` (its command line, environment and processes), :mod:`._verify` (an
+attached server checked against the contract), :mod:`._client` (HTTP) with
+:mod:`._answers` (what vLLM answers, typed), :mod:`._requests` (per-server request
+serialization), :mod:`._pool` (the warm pool) with :mod:`._canary`, :mod:`._slots` and
+:mod:`._hotload`, :mod:`._pools` (the pools a service keeps), :mod:`._reference` (the
 warm transformers + PEFT reference), :mod:`._env` (the isolated environments).
 """
 
@@ -31,19 +32,13 @@ from gate.serving._canary import Canary, CanaryReading, CanaryResult
 from gate.serving._client import VLLMClient
 from gate.serving._env import CPU_VLLM, GPU_VLLM, reference_env_spec, vllm_env_spec
 from gate.serving._hotload import HotLoad, candidate_name, scan_adapter_weights
+from gate.serving._launch import SERVER_TAG, free_port, server_argv, server_processes
 from gate.serving._pool import WarmPool
 from gate.serving._pools import PoolSet, announced_server, available_memory
 from gate.serving._reference import REFERENCE_SCRIPT, ReferenceProcess, check_reference_result
 from gate.serving._requests import RequestLock
 from gate.serving._runtime import RUNTIMES, PromptLogprobs, ServerFacts, ServingRuntime, runtime_for
-from gate.serving._server import (
-    DEFAULT_READY_TIMEOUT,
-    SERVER_TAG,
-    VLLMServer,
-    free_port,
-    server_argv,
-    server_processes,
-)
+from gate.serving._server import DEFAULT_READY_TIMEOUT, VLLMServer
 from gate.serving._slots import PoolKey, pool_key
 
 __all__ = [

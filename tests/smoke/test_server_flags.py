@@ -10,7 +10,7 @@ import pytest
 from gate.envs import ensure
 from gate.serving import GPU_VLLM, server_argv, vllm_env_spec
 from gate.serving import _env as serving_env
-from gate.serving._server import server_environ
+from gate.serving._launch import server_environ
 
 
 def _flag(argv: list[str], name: str) -> str:
