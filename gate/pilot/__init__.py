@@ -14,16 +14,9 @@ from __future__ import annotations
 
 from gate.pilot._build import build_matrix
 from gate.pilot._matrix import Cell, Criterion, PilotMatrix, Source, same_value, trace
+from gate.pilot._outputs import PilotResult, load_matrix, rescore, write_outputs
 from gate.pilot._render import render_fragment, render_html, render_markdown, score_chart_svg
-from gate.pilot._runner import (
-    DEFAULT_TOOLKITS,
-    PilotRequest,
-    PilotResult,
-    load_matrix,
-    rescore,
-    run_pilot,
-    write_outputs,
-)
+from gate.pilot._runner import DEFAULT_TOOLKITS, PilotRequest, run_pilot
 from gate.pilot._weights import DEFAULT_WEIGHTS, Weights
 
 __all__ = [
