@@ -24,7 +24,8 @@ the pool
 
 A pool serves one (base identity, serving configuration): :func:`pool_key`.
 The smoke gate's pooled run is :func:`gate.smoke.run_smoke_pooled`. The canary is
-:mod:`._canary`, the per-server state :mod:`._slots`, hot-loading :mod:`._hotload`.
+:mod:`._canary`, the per-server state and its canary readings :mod:`._slots`, hot-loading
+:mod:`._hotload`, the event record :mod:`._pool_events`.
 
 Example::
 
@@ -36,8 +37,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,10 +49,11 @@ from gate.errors import ServerError
 from gate.serving._answers import LoadResult
 from gate.serving._canary import Canary, CanaryReading, CanaryResult
 from gate.serving._hotload import HotLoad, candidate_name, hot_load
+from gate.serving._pool_events import PoolEvents
 from gate.serving._reference import ReferenceProcess
 from gate.serving._runtime import ServingRuntime, runtime_for
 from gate.serving._server import DEFAULT_READY_TIMEOUT
-from gate.serving._slots import BootCanaryFailed, Slot, pool_key, read_baseline
+from gate.serving._slots import BootCanaryFailed, Slot, pool_key, read_baseline, read_canary
 
 __all__ = ["WarmPool"]
 
@@ -95,29 +95,19 @@ class WarmPool:
         self._helpers: dict[str, _Closable] = {}
         self._lock = threading.RLock()
         self.last_used = time.monotonic()
-        #: Every server boot and canary failure, in order (for reports and benchmarks).
-        self.events: list[dict[str, object]] = []
-
-    def _event(self, event: dict[str, object]) -> None:
-        """Record ``event``, also as a line of ``log_dir/pool-events.jsonl`` (post-mortems, benchmarks)."""
-        stamped = {"at": round(time.time(), 3), **event}
-        self.events.append(stamped)
-        try:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.log_dir / "pool-events.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(stamped, default=str) + "\n")
-        except OSError:
-            pass  # the log is evidence for people, never a reason to fail a candidate
+        self._log = PoolEvents(self.log_dir)
+        #: Every server boot, canary, lease and stop, in order (for reports and benchmarks).
+        self.events = self._log.events
 
     @property
     def restarts(self) -> int:
         """How many servers were restarted after a failed canary."""
-        return sum(1 for e in self.events if e["event"] == "restart")
+        return self._log.count("restart")
 
     @property
     def boots(self) -> int:
         """How many servers this pool booted (restarts included)."""
-        return sum(1 for e in self.events if e["event"] == "boot")
+        return self._log.count("boot")
 
     def accepts(self, contract: Contract) -> bool:
         """Whether ``contract``'s releases can run on this pool (same base identity and serving config)."""
@@ -168,7 +158,7 @@ class WarmPool:
         try:
             return self._boot_once(key)
         except BootCanaryFailed as e:
-            self._event({"event": "boot_retry", "base_dir": str(key), "reason": e.message})
+            self._log.record({"event": "boot_retry", "base_dir": str(key), "reason": e.message})
             return self._boot_once(key)
 
     def _boot_once(self, key: Path) -> Slot:
@@ -185,7 +175,7 @@ class WarmPool:
             server,
             self.canary,
             against_reference=against_reference if self.use_reference else None,
-            on_event=self._event,
+            on_event=self._log.record,
             started=started,
         )
         slot = Slot(
@@ -195,7 +185,7 @@ class WarmPool:
         )
         self._slots[key] = slot
         seconds = round(time.monotonic() - started, 2)
-        self._event({"event": "boot", "base_dir": str(key), "seconds": seconds, "url": server.url})
+        self._log.record({"event": "boot", "base_dir": str(key), "seconds": seconds, "url": server.url})
         if self.on_boot is not None:
             self.on_boot(server)
         return slot
@@ -238,22 +228,7 @@ class WarmPool:
         started = time.monotonic()
         with self._lock:
             uses, quiet = slot.uses, slot.active == 0
-        reading: CanaryReading | None = None
-        try:
-            reading = self.canary.read(slot.server, slot.server.served_model)
-            result = self.canary.compare(slot.baseline, reading, time.monotonic() - started)
-        except ServerError as e:
-            result = CanaryResult(False, f"the server did not answer the canary: {e.message}", math.inf, 0.0)
-        event: dict[str, object] = {
-            "event": "canary",
-            "ok": result.ok,
-            "reason": result.reason,
-            "drift": result.max_drift if math.isfinite(result.max_drift) else None,
-            "seconds": round(time.monotonic() - started, 3),
-        }
-        if not result.ok and reading is not None:
-            event["reading"] = reading.to_dict()
-        self._event(event)
+        result = read_canary(slot, self.canary, on_event=self._log.record, started=started)
         if result.ok:
             with self._lock:
                 if quiet and slot.active == 0:
@@ -262,7 +237,7 @@ class WarmPool:
         with self._lock:
             if self._slots.get(key) is not slot:  # another thread restarted it already
                 return CanaryResult(False, result.reason, result.max_drift, result.seconds, restarted=True)
-            self._event({"event": "canary_failed", "base_dir": str(key), "reason": result.reason})
+            self._log.record({"event": "canary_failed", "base_dir": str(key), "reason": result.reason})
             self.restart(key)
         return CanaryResult(False, result.reason, result.max_drift, result.seconds, restarted=True)
 
@@ -273,7 +248,7 @@ class WarmPool:
             slot = self._slots.pop(key, None)
             if slot is not None:
                 slot.server.stop()
-            self._event({"event": "restart", "base_dir": str(key)})
+            self._log.record({"event": "restart", "base_dir": str(key)})
             return self._boot(key).server
 
     # --- candidates -------------------------------------------------------------------------------
@@ -301,7 +276,7 @@ class WarmPool:
                     active = slot.active
                     break
             slot.leases.release()
-        self._event(
+        self._log.record(
             {
                 "event": "lease",
                 "url": server.url,
@@ -317,7 +292,7 @@ class WarmPool:
                 slot.uses += 1
                 active = slot.active
             slot.leases.release()
-            self._event({"event": "lease_end", "url": server.url, "active": active})
+            self._log.record({"event": "lease_end", "url": server.url, "active": active})
             self.last_used = time.monotonic()
 
     def next_name(self, adapter_dir: Path, base_dir: Path) -> str:
@@ -339,7 +314,7 @@ class WarmPool:
         adapter_dir = Path(adapter_dir).resolve()
         server = self.server(base_dir)
         lora_name = name or self.next_name(adapter_dir, base_dir)
-        return hot_load(server, adapter_dir, lora_name, scan=scan, on_event=self._event)
+        return hot_load(server, adapter_dir, lora_name, scan=scan, on_event=self._log.record)
 
     def unload(self, loaded: HotLoad) -> LoadResult | None:
         """Unload a hot-loaded adapter (None when it never loaded or the server is gone)."""
@@ -376,7 +351,7 @@ class WarmPool:
             if key not in slot.base_scores:
                 started = time.monotonic()
                 slot.base_scores[key] = compute()
-                self._event(
+                self._log.record(
                     {
                         "event": "base_scores",
                         "key": list(key),
@@ -394,17 +369,7 @@ class WarmPool:
             refs, self._references = list(self._references.values()), {}
             helpers, self._helpers = list(self._helpers.values()), {}
         for slot in slots:
-            lock = getattr(slot.server, "request_lock", None)
-            if lock is not None and lock.serialize:
-                # How long the server ran prompt-logprob work alone (the serial part of concurrent gating).
-                self._event(
-                    {
-                        "event": "server_stop",
-                        "url": slot.server.url,
-                        "exclusive_s": round(lock.exclusive_s, 2),
-                        "exclusive_count": lock.exclusive_count,
-                    }
-                )
+            self._log.server_stop(slot.server)
             slot.server.stop()
         for ref in [*refs, *helpers]:
             ref.close()

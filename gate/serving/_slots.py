@@ -1,15 +1,16 @@
 """A warm pool's identity and per-server state: the server, its canary baseline, the candidates leasing it.
 
 The pool (:class:`gate.serving.WarmPool`) keeps one :class:`Slot` per base directory and
-guards its counters with its own lock; this module holds the state and the boot-time
-baseline reading, so the pool itself is the policy (when to read the canary, when to
-restart) and nothing else.
+guards its counters with its own lock; this module holds the state, the boot-time
+baseline reading and the later readings compared with it, so the pool itself is the
+policy (when to read the canary, when to restart) and nothing else.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,10 +19,10 @@ from typing import Any
 
 from gate.contract import Contract
 from gate.errors import ServerError
-from gate.serving._canary import Canary, CanaryReading
+from gate.serving._canary import Canary, CanaryReading, CanaryResult
 from gate.serving._runtime import ServingRuntime
 
-__all__ = ["BootCanaryFailed", "PoolKey", "Slot", "pool_key", "read_baseline"]
+__all__ = ["BootCanaryFailed", "PoolKey", "Slot", "pool_key", "read_baseline", "read_canary"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,30 @@ def read_baseline(
         server.stop()
         raise
     return baseline
+
+
+def read_canary(
+    slot: Slot, canary: Canary, *, on_event: Callable[[dict[str, object]], None], started: float
+) -> CanaryResult:
+    """Read the canary on ``slot``'s server and compare it with the slot's baseline (a ``canary`` event).
+
+    A server that does not answer fails the canary; the reading of a failed canary is kept in the
+    event (post-mortems).
+    """
+    reading: CanaryReading | None = None
+    try:
+        reading = canary.read(slot.server, slot.server.served_model)
+        result = canary.compare(slot.baseline, reading, time.monotonic() - started)
+    except ServerError as e:
+        result = CanaryResult(False, f"the server did not answer the canary: {e.message}", math.inf, 0.0)
+    event: dict[str, object] = {
+        "event": "canary",
+        "ok": result.ok,
+        "reason": result.reason,
+        "drift": result.max_drift if math.isfinite(result.max_drift) else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if not result.ok and reading is not None:
+        event["reading"] = reading.to_dict()
+    on_event(event)
+    return result
