@@ -85,14 +85,16 @@ def test_the_cache_key_is_the_locks_digest(tmp_path: Path, monkeypatch: pytest.M
         assert env_dir(spec).name == f"lm-eval-{spec.digest()[:12]}"
 
 
-def test_a_lock_that_no_longer_satisfies_the_spec_is_refused(tmp_path: Path) -> None:
+def test_a_lock_that_no_longer_satisfies_the_spec_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lock = tmp_path / "tiny-py311-cpu.txt"
     lock.write_text("six==1.16.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
     spec = EnvSpec(name="tiny", installs=(Install(("six==1.17.0",)),))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GATE_LOCK_DIR", str(tmp_path))
-        with platform_as(False), pytest.raises(EnvironmentBuildError, match="does not satisfy") as err:
-            spec.lock()
+    # The fixture, not MonkeyPatch.context(): a test using it waits for servers booting ahead (serving.py).
+    monkeypatch.setenv("GATE_LOCK_DIR", str(tmp_path))
+    with platform_as(False), pytest.raises(EnvironmentBuildError, match="does not satisfy") as err:
+        spec.lock()
     assert "gate env lock tiny" in str(err.value.hint)
 
 
