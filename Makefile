@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev,service
 APT_PACKAGES ?= chromium docker-registry postgresql-15 skopeo wrk
 
-.PHONY: setup system-deps workflow-tools test lint typecheck demo bench clean
+.PHONY: setup system-deps workflow-tools test lint typecheck demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench: setup
 	$(BIN)/python bench/bench_publish.py
 	$(BIN)/python bench/bench_warm_pool.py
 	$(BIN)/python bench/bench_service.py
+
+# The web UI's screenshots under docs/ui/, re-taken by its browser test (a plain test run writes them to a temp dir).
+screenshots: setup
+	GATE_UI_SHOTS=$(CURDIR)/docs/ui $(BIN)/pytest -q tests/service/test_ui.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -4,12 +4,17 @@ The server is the real ``gate serve`` (no queue workers: an approved or retried
 release stays queued, which is what the UI must show). Its database holds
 releases written as the worker records them, with the verdict and reports of a
 real release (tests/fixtures/service_seed.py), so no gate runs here. Each
-page is saved as a screenshot under docs/ui/.
+page is saved as a screenshot: in a temporary directory, or under
+``$GATE_UI_SHOTS`` (``make screenshots`` points it at docs/ui/), so a test run
+leaves the committed screenshots as they are.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +25,6 @@ import pytest
 from tests.fixtures.service import ServiceFactory, ServiceProcess, create_token, write_run_dir
 from tests.fixtures.service_seed import SeedRelease, seed_releases, seed_reports
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "ui"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -112,10 +116,19 @@ def _fits(page: Any) -> None:
     assert width <= page.viewport_size["width"], f"{page.url} is {width}px wide"
 
 
+@functools.cache
+def _shots_dir() -> Path:
+    chosen = os.environ.get("GATE_UI_SHOTS")
+    shots = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="gate-ui-shots-"))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
 def _shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     _fits(page)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    path = _shots_dir() / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0, f"empty screenshot {path}"
 
 
 def test_login_sets_an_httponly_samesite_cookie_and_logout_clears_it(ui: UI, page: Any) -> None:
