@@ -46,20 +46,23 @@ class _Proc:
     samples: list[tuple[float, float]] = field(default_factory=list)
 
 
-def _read(pid: str) -> tuple[str, float] | None:
+def _cpu(pid: str) -> float | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _title(pid: str) -> str:
+    """The process name and command line (vLLM's ``setproctitle`` rewrites both)."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()[:400]
     except OSError:
-        return None
-    title = raw.replace(b"\0", b" ").decode("utf-8", "replace")
-    try:
-        fields = stat[stat.rindex(")") + 2 :].split()
-        cpu = (int(fields[11]) + int(fields[12])) / _TICK
-    except (ValueError, IndexError):
-        return None
-    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-    return f"{comm} {title}", cpu
+        return ""
+    return f"{comm} " + raw.replace(b"\0", b" ").decode("utf-8", "replace")
 
 
 def _machine_idle() -> float:
@@ -101,17 +104,15 @@ class CpuAccount:
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
-            read = _read(pid)
-            if read is None:
+            cpu = _cpu(pid)
+            if cpu is None:
                 continue
-            title, cpu = read
             proc = self._procs.get(pid)
             if proc is None:
                 proc = self._procs[pid] = _Proc("other", cpu if first else 0.0, cpu)
-            # The title changes once vLLM retitles a spawned process: keep the most specific.
-            group = _group(title)
-            if group != "other":
-                proc.group = group
+            if proc.group == "other":
+                # vLLM retitles a process some time after spawning it: read the title until it is known.
+                proc.group = _group(_title(pid))
             proc.cpu = cpu
             if proc.group != "other":
                 proc.samples.append((now, cpu))

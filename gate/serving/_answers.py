@@ -100,6 +100,22 @@ class StreamTiming:
         return (self.completion_tokens - 1) / decode
 
 
+def _completion(
+    data: Mapping[str, Any],
+    choice: Mapping[str, Any],
+    text: object,
+    tokens: list[TokenLogprob],
+    seconds: float,
+) -> Completion:
+    return Completion(
+        text=text if isinstance(text, str) else "",
+        finish_reason=choice.get("finish_reason"),
+        tokens=tuple(tokens),
+        completion_tokens=_usage(data, len(tokens)),
+        seconds=seconds,
+    )
+
+
 def chat_answer(data: Mapping[str, Any], seconds: float) -> Completion:
     """The :class:`Completion` in a ``/v1/chat/completions`` answer."""
     choice = first_choice(data, "/v1/chat/completions")
@@ -110,13 +126,7 @@ def chat_answer(data: Mapping[str, Any], seconds: float) -> Completion:
     for item in content:
         top = {str(t.get("token")): number(t.get("logprob")) for t in item.get("top_logprobs") or []}
         tokens.append(_token(str(item.get("token", "")), number(item.get("logprob")), top))
-    return Completion(
-        text=text if isinstance(text, str) else "",
-        finish_reason=choice.get("finish_reason"),
-        tokens=tuple(tokens),
-        completion_tokens=_usage(data, len(tokens)),
-        seconds=seconds,
-    )
+    return _completion(data, choice, text, tokens, seconds)
 
 
 def text_answer(data: Mapping[str, Any], seconds: float) -> Completion:
@@ -126,19 +136,13 @@ def text_answer(data: Mapping[str, Any], seconds: float) -> Completion:
     names = lp.get("tokens") or []
     values = lp.get("token_logprobs") or []
     tops = lp.get("top_logprobs") or []
-    tokens = []
+    tokens: list[TokenLogprob] = []
     for i, name in enumerate(names):
         top_raw = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
         top = {str(k): number(v) for k, v in top_raw.items()}
         tokens.append(_token(str(name), number(values[i] if i < len(values) else None), top))
     text = choice.get("text")
-    return Completion(
-        text=text if isinstance(text, str) else "",
-        finish_reason=choice.get("finish_reason"),
-        tokens=tuple(tokens),
-        completion_tokens=_usage(data, len(tokens)),
-        seconds=seconds,
-    )
+    return _completion(data, choice, text, tokens, seconds)
 
 
 def error_message(response: httpx.Response) -> str:
