@@ -9,6 +9,7 @@ from typing import Any
 from litestar.exceptions import NotFoundException
 
 from gate.errors import InputError
+from gate.validation import read_bounded
 
 __all__ = ["read_run_record"]
 
@@ -20,10 +21,7 @@ def read_run_record(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "run.json"
     if path.is_symlink() or not path.is_file():
         raise NotFoundException(f"{run_dir} has no run.json")
-    with path.open("rb") as fh:
-        raw = fh.read(_MAX_RUN_JSON + 1)
-    if len(raw) > _MAX_RUN_JSON:
-        raise InputError(f"{path} is larger than {_MAX_RUN_JSON} bytes")
+    raw = read_bounded(path, _MAX_RUN_JSON, what="run record")
     try:
         data = json.loads(raw)
     except ValueError as e:
